@@ -1,0 +1,1 @@
+"""pudding: builds and terminates EC2 instances on request."""

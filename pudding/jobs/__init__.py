@@ -1,0 +1,1 @@
+"""pudding's own job handlers, loaded by bin/pudding-workers."""
