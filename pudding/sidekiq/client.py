@@ -70,7 +70,9 @@ class Client:
         immediate = [job for job in jobs if "at" not in job]
         with self.redis.pipeline(transaction=True) as pipe:
             if scheduled:
-                pipe.zadd("schedule", {payload.dump(_without_at(job)): _run_at(job) for job in scheduled})
+                pipe.zadd(
+                    "schedule", {payload.dump(_without_at(job)): _run_at(job) for job in scheduled}
+                )
             if immediate:
                 enqueued_at = payload.now()
                 by_queue: dict[str, list[str]] = {}

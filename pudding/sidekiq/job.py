@@ -21,6 +21,7 @@ class Job:
 
     sidekiq_class: ClassVar[str | None] = None
     sidekiq_options: ClassVar[dict[str, Any]] = {}
+    jid: str | None = None
 
     def perform(self, *args: Any) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not define perform()")

@@ -1,0 +1,3 @@
+from pudding.sidekiq.cli import main
+
+main(prog_name="pudding.sidekiq")

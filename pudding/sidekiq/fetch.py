@@ -1,0 +1,284 @@
+"""Reliable fetch: jobs move atomically from their queue into a private in-flight list.
+
+Sidekiq OSS pops jobs with BRPOP, so a process that dies loses the jobs it was
+running. Here each process has an in-flight list per queue,
+`<prefix>:inflight|<identity>|<queue>` (never `queue:sq|…` nor `working:…`, never in
+`queues`, so Sidekiq Pro, GitLab's reliable fetcher and the Web leave it alone).
+A job stays there until its outcome is durable, then it is acked (LREM). The lists
+of a process whose heartbeat has expired are pushed back to their queues by any
+live process; a job recovered too often is killed as a poison pill.
+
+Throughput comes from batching: the processor threads that are idle at the same
+moment share one fetch, and acks of finished jobs ride along with the next fetch.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import random
+import threading
+from dataclasses import dataclass
+
+import structlog
+from redis import Redis, RedisError
+from redis.client import Pipeline
+
+from pudding.sidekiq import payload
+from pudding.sidekiq.api import DeadSet
+from pudding.sidekiq.config import WorkerConfig
+
+log = structlog.get_logger("pudding.sidekiq.fetch")
+
+# KEYS: the queue lists, then their in-flight lists, in the same order.
+# ARGV: queue count, jobs wanted, ack count, (queue index, payload) per ack,
+#       then the queue indexes in the order to try them.
+FETCH_SCRIPT = """
+local n = tonumber(ARGV[1])
+local want = tonumber(ARGV[2])
+local pos = 4 + 2 * tonumber(ARGV[3])
+for i = 4, pos - 1, 2 do
+  redis.call('LREM', KEYS[n + tonumber(ARGV[i])], 1, ARGV[i + 1])
+end
+local out = {}
+while pos <= #ARGV and want > 0 do
+  local idx = tonumber(ARGV[pos])
+  local jobs = redis.call('RPOP', KEYS[idx], want)
+  if jobs then
+    for _, job in ipairs(jobs) do
+      redis.call('LPUSH', KEYS[n + idx], job)
+      out[#out + 1] = idx
+      out[#out + 1] = job
+    end
+    want = want - #jobs
+  end
+  pos = pos + 1
+end
+return out
+"""
+
+BLOCKING_TIMEOUT = 2
+MIN_IDLE_BACKOFF = 0.01
+MAX_IDLE_BACKOFF = 1.0
+
+
+@dataclass(frozen=True)
+class UnitOfWork:
+    queue: str
+    job: str  # the payload exactly as fetched: acks and requeues match these bytes
+
+
+class ReliableFetch:
+    def __init__(self, redis: Redis, config: WorkerConfig, identity: str) -> None:
+        self.redis, self.config, self.identity = redis, config, identity
+        self.queues = list(dict.fromkeys(queue.name for queue in config.queues))
+        self.registry_key = f"{config.key_prefix}:inflight-registry"
+        self._keys = [f"queue:{q}" for q in self.queues] + [
+            self.inflight_key(q) for q in self.queues
+        ]
+        self._index = {queue: i + 1 for i, queue in enumerate(self.queues)}
+        self._weighted = [q.name for q in config.queues for _ in range(max(q.weight, 1))]
+        self._script = redis.register_script(FETCH_SCRIPT)
+        self._lock = threading.Lock()
+        self._fetching = threading.Lock()
+        self._buffer: collections.deque[UnitOfWork] = collections.deque()
+        self._acks: list[UnitOfWork] = []
+        self._waiting = 0
+        self._backoff = MIN_IDLE_BACKOFF
+
+    def inflight_key(self, queue: str) -> str:
+        return f"{self.config.key_prefix}:inflight|{self.identity}|{queue}"
+
+    def registrations(self) -> dict[str, str]:
+        """Registry entries for this process's in-flight lists (written with each heartbeat)."""
+        return {
+            self.inflight_key(q): json.dumps({"identity": self.identity, "queue": q})
+            for q in self.queues
+        }
+
+    def retrieve(self, stop: threading.Event) -> UnitOfWork | None:
+        """The next job for a processor thread, or None once `stop` is set."""
+        with self._lock:
+            self._waiting += 1
+        try:
+            while not stop.is_set():
+                with self._lock:
+                    if self._buffer:
+                        return self._buffer.popleft()
+                if not self._fetching.acquire(timeout=0.5):
+                    continue
+                try:
+                    with self._lock:
+                        want = 0 if self._buffer else self._waiting
+                    if want:
+                        works = self._fetch(want) or self._wait_for_work(stop)
+                        if works:
+                            self._backoff = MIN_IDLE_BACKOFF
+                        with self._lock:
+                            self._buffer.extend(works)
+                except RedisError as error:
+                    log.error("fetch failed; retrying", error=str(error))
+                    stop.wait(1)
+                finally:
+                    self._fetching.release()
+            return None
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def ack(self, work: UnitOfWork) -> None:
+        """The job is done; it leaves the in-flight list with the next fetch or flush."""
+        with self._lock:
+            self._acks.append(work)
+
+    def ack_in(self, pipe: Pipeline, work: UnitOfWork) -> None:
+        """Ack inside the caller's transaction (with the retry or dead-set write)."""
+        pipe.lrem(self.inflight_key(work.queue), 1, work.job)
+
+    def flush_acks(self) -> None:
+        acks = self._take_acks()
+        if not acks:
+            return
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for work in acks:
+                    self.ack_in(pipe, work)
+                pipe.execute()
+        except RedisError:
+            self._return_acks(acks)
+            raise
+
+    def take_buffered(self) -> list[UnitOfWork]:
+        """Jobs fetched that no processor has started: they go back when we quiet."""
+        with self._lock:
+            works = list(self._buffer)
+            self._buffer.clear()
+        return works
+
+    def requeue(self, works: list[UnitOfWork]) -> None:
+        """Back to the tail of their queues, where they are fetched next, bytes unchanged."""
+        if not works:
+            return
+        with self.redis.pipeline(transaction=True) as pipe:
+            for work in works:
+                pipe.rpush(f"queue:{work.queue}", work.job)
+                self.ack_in(pipe, work)
+            pipe.execute()
+
+    def unregister(self) -> None:
+        """After a clean stop: drop our in-flight lists if they are empty, as they should be."""
+        for queue in self.queues:
+            key = self.inflight_key(queue)
+            if self.redis.llen(key) == 0:
+                with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.delete(key).hdel(self.registry_key, key).execute()
+            else:
+                log.warning(
+                    "in-flight jobs left at exit; another process will recover them", key=key
+                )
+
+    def recover_orphans(self) -> int:
+        """Push back the in-flight jobs of processes that died; returns how many moved.
+
+        At most one process a cluster does this per interval (a SET NX lock).
+        """
+        lock = f"{self.config.key_prefix}:recovery-lock"
+        if not self.redis.set(
+            lock, self.identity, nx=True, ex=max(int(self.config.orphan_check_interval), 1)
+        ):
+            return 0
+        recovered = 0
+        for key, raw in self.redis.hgetall(self.registry_key).items():
+            owner = json.loads(raw)
+            if owner["identity"] == self.identity or self._alive(owner["identity"]):
+                continue
+            while (job := self.redis.lindex(key, 0)) is not None:
+                self._recover_one(key, owner["queue"], job)
+                recovered += 1
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(self.registry_key, key).delete(key).execute()
+        if recovered:
+            log.warning("recovered orphaned in-flight jobs", count=recovered)
+        return recovered
+
+    def _alive(self, identity: str) -> bool:
+        """Its process hash still exists (TTL 60 s) and it beat recently enough."""
+        info, beat = self.redis.hmget(identity, "info", "beat")
+        if info is None:
+            return False
+        return payload.now() - float(beat or 0) < self.config.dead_process_timeout
+
+    def _recover_one(self, key: str, queue: str, raw: str) -> None:
+        try:
+            job = payload.load(raw)
+        except ValueError:
+            job = None
+        jid = job.get("jid") if job else None
+        digest = hashlib.sha1(raw.encode("utf-8", "surrogateescape")).hexdigest()
+        counter = f"{self.config.key_prefix}:recovered:{jid or digest}"
+        with self.redis.pipeline(transaction=True) as pipe:
+            times = pipe.incr(counter).expire(counter, 72 * 3600).execute()[0]
+        if times <= self.config.poison_pill_limit:
+            self.redis.lmove(key, f"queue:{queue}", "LEFT", "RIGHT")
+            return
+        log.error(
+            "killing a poison pill", jid=job and job.get("jid"), queue=queue, recoveries=times
+        )
+        with self.redis.pipeline(transaction=True) as pipe:
+            if job is None:
+                DeadSet(self.redis, self.config.dead_max_jobs, self.config.dead_timeout).kill(
+                    raw, pipe
+                )
+            elif job.get("dead") is not False:
+                job.update(
+                    error_class="PoisonPill",
+                    error_message=f"the job was running in {times} worker processes that died",
+                    failed_at=job.get("failed_at") or payload.now(),
+                    retry_count=job.get("retry_count", 0),
+                )
+                DeadSet(self.redis, self.config.dead_max_jobs, self.config.dead_timeout).kill(
+                    payload.dump(job), pipe
+                )
+            pipe.lrem(key, 1, raw)
+            pipe.execute()
+
+    def _fetch(self, want: int) -> list[UnitOfWork]:
+        acks = self._take_acks()
+        args: list[object] = [len(self.queues), max(want, 1), len(acks)]
+        for work in acks:
+            args += [self._index[work.queue], work.job]
+        args += [self._index[q] for q in self._queue_order()]
+        try:
+            flat = self._script(keys=self._keys, args=args)
+        except RedisError:
+            self._return_acks(acks)
+            raise
+        return [
+            UnitOfWork(self.queues[int(flat[i]) - 1], flat[i + 1]) for i in range(0, len(flat), 2)
+        ]
+
+    def _wait_for_work(self, stop: threading.Event) -> list[UnitOfWork]:
+        if len(self.queues) == 1:
+            queue = self.queues[0]
+            job = self.redis.blmove(
+                f"queue:{queue}", self.inflight_key(queue), BLOCKING_TIMEOUT, "RIGHT", "LEFT"
+            )
+            return [UnitOfWork(queue, job)] if job is not None else []
+        stop.wait(self._backoff)
+        self._backoff = min(self._backoff * 2, MAX_IDLE_BACKOFF)
+        return []
+
+    def _queue_order(self) -> list[str]:
+        if self.config.strict:
+            return self.queues
+        return list(dict.fromkeys(random.sample(self._weighted, len(self._weighted))))
+
+    def _take_acks(self) -> list[UnitOfWork]:
+        with self._lock:
+            acks, self._acks = self._acks, []
+        return acks
+
+    def _return_acks(self, acks: list[UnitOfWork]) -> None:
+        with self._lock:
+            self._acks[:0] = acks

@@ -1,0 +1,136 @@
+"""The heartbeat: how the Web's Busy page, Ruby's API and other workers see this process.
+
+Every beat writes, in one transaction, the stats counters, the process hash
+(`info`, busy, beat, quiet, rss, rtt_us, concurrency; TTL 60 s), the in-flight
+jobs under both `<identity>:workers` (read by Web ≤ 6.4.1) and `<identity>:work`
+(6.4.2+), the in-flight list registry, and pops one signal sent from the Web.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from redis import Redis, RedisError
+
+from pudding.sidekiq import stats
+from pudding.sidekiq.config import WorkerConfig
+from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
+
+log = structlog.get_logger("pudding.sidekiq.heartbeat")
+
+TTL = 60
+
+
+def identity_info(
+    config: WorkerConfig, identity: str, started_at: float, version: str
+) -> dict[str, Any]:
+    queues = list(dict.fromkeys(queue.name for queue in config.queues))
+    weights = {queue.name: queue.weight for queue in config.queues}
+    return {
+        "hostname": config.hostname,
+        "started_at": started_at,
+        "pid": os.getpid(),
+        "tag": config.tag,
+        "concurrency": config.concurrency,
+        "queues": queues,
+        "weights": [weights],
+        "capsules": {
+            "default": {
+                "concurrency": config.concurrency,
+                "mode": "strict" if config.strict else "weighted",
+                "weights": weights,
+            }
+        },
+        "labels": list(config.labels),
+        "identity": identity,
+        "version": version,
+        "embedded": False,
+    }
+
+
+def rss_kb() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        redis: Redis,
+        identity: str,
+        info: dict[str, Any],
+        fetch: ReliableFetch,
+        counters: stats.Counters,
+        in_flight: Callable[[], dict[str, tuple[UnitOfWork, int]]],
+        is_quiet: Callable[[], bool],
+    ) -> None:
+        self.redis, self.identity, self.fetch, self.counters = redis, identity, fetch, counters
+        self.info = json.dumps(info)
+        self.concurrency = info["concurrency"]
+        self.in_flight, self.is_quiet = in_flight, is_quiet
+
+    def beat(self) -> str | None:
+        """Write one heartbeat; returns the signal the Web sent, if any."""
+        processed, failed = self.counters.take()
+        work = {
+            tid: json.dumps({"queue": unit.queue, "payload": unit.job, "run_at": run_at})
+            for tid, (unit, run_at) in self.in_flight().items()
+        }
+        try:
+            started = time.perf_counter()
+            self.redis.ping()
+            rtt_us = int((time.perf_counter() - started) * 1_000_000)
+            with self.redis.pipeline(transaction=True) as pipe:
+                stats.flush(pipe, processed, failed)
+                for key in (f"{self.identity}:workers", f"{self.identity}:work"):
+                    pipe.delete(key)
+                    if work:
+                        pipe.hset(key, mapping=work)
+                        pipe.expire(key, TTL)
+                pipe.hset(self.fetch.registry_key, mapping=self.fetch.registrations())
+                pipe.sadd("processes", self.identity)
+                pipe.hset(
+                    self.identity,
+                    mapping={
+                        "info": self.info,
+                        "busy": len(work),
+                        "beat": time.time(),
+                        "quiet": "true" if self.is_quiet() else "false",
+                        "rss": rss_kb(),
+                        "rtt_us": rtt_us,
+                        "concurrency": self.concurrency,
+                    },
+                )
+                pipe.expire(self.identity, TTL)
+                pipe.rpop(f"{self.identity}-signals")
+                signal = pipe.execute()[-1]
+        except RedisError as error:
+            self.counters.restore(processed, failed)
+            log.error("heartbeat failed", error=str(error))
+            return None
+        try:
+            self.fetch.flush_acks()
+        except RedisError as error:
+            log.error("ack flush failed; will retry", error=str(error))
+        return signal
+
+    def clear(self) -> None:
+        """On a clean stop: leave `processes`, drop the work hashes, flush the last counts."""
+        processed, failed = self.counters.take()
+        with self.redis.pipeline(transaction=True) as pipe:
+            stats.flush(pipe, processed, failed)
+            pipe.srem("processes", self.identity)
+            pipe.unlink(f"{self.identity}:workers", f"{self.identity}:work")
+            pipe.execute()

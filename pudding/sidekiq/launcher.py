@@ -1,0 +1,175 @@
+"""The launcher: starts a worker process's threads, and quiets and stops them."""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import sys
+import threading
+import time
+import traceback
+
+import structlog
+from redis import Redis, RedisError
+
+from pudding.sidekiq import payload
+from pudding.sidekiq.config import WorkerConfig
+from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
+from pudding.sidekiq.heartbeat import Heartbeat, identity_info
+from pudding.sidekiq.job import Registry
+from pudding.sidekiq.processor import Processor
+from pudding.sidekiq.retry import JobRetry
+from pudding.sidekiq.scheduled import Poller
+from pudding.sidekiq.stats import Counters
+
+log = structlog.get_logger("pudding.sidekiq.launcher")
+
+VERSION = "pudding-sidekiq 0.1.0"
+# How long idle processors get to leave a blocking fetch (2 s) at shutdown.
+HARD_SHUTDOWN_GRACE = 3.0
+
+
+class Launcher:
+    def __init__(self, config: WorkerConfig, redis: Redis, registry: Registry) -> None:
+        self.config, self.redis, self.registry = config, redis, registry
+        self.identity = f"{config.hostname}:{os.getpid()}:{secrets.token_hex(6)}"
+        self.quieted = threading.Event()
+        self.stopped = threading.Event()
+        self.signals: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.counters = Counters()
+        self.fetch = ReliableFetch(redis, config, self.identity)
+        retry = JobRetry(redis, config, self.fetch)
+        self.processors = [
+            Processor(_base36(n + 1), self.fetch, retry, registry, self.counters, self.quieted)
+            for n in range(config.concurrency)
+        ]
+        self.poller = Poller(redis, config, self.fetch, self.quieted)
+        info = identity_info(config, self.identity, payload.now(), VERSION)
+        self.heartbeat = Heartbeat(
+            redis,
+            self.identity,
+            info,
+            self.fetch,
+            self.counters,
+            self._in_flight,
+            self.quieted.is_set,
+        )
+        self._beater = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
+
+    def run(self) -> None:
+        """Start everything; the first beat registers our in-flight lists before any fetch."""
+        self.heartbeat.beat()
+        try:
+            self.fetch.recover_orphans()
+        except RedisError as error:
+            log.error("orphan recovery failed", error=str(error))
+        log.info(
+            "worker started",
+            identity=self.identity,
+            concurrency=self.config.concurrency,
+            queues=[q.name for q in self.config.queues],
+            jobs=self.registry.names(),
+        )
+        self._beater.start()
+        for processor in self.processors:
+            processor.start()
+        self.poller.start()
+
+    def run_until_stopped(self) -> None:
+        """Handle signals (from the OS or the Web) until a stop is done."""
+        while not self.stopped.is_set():
+            self.handle(self.signals.get())
+
+    def signal(self, name: str) -> None:
+        """Safe to call from a signal handler."""
+        self.signals.put(name)
+
+    def handle(self, name: str) -> None:
+        if name == "TSTP":
+            self.quiet()
+        elif name in ("TERM", "INT"):
+            self.stop()
+        elif name == "TTIN":
+            self.dump_threads()
+        else:
+            log.warning("ignoring unknown signal", signal=name)
+
+    def quiet(self) -> None:
+        """Stop fetching; jobs fetched but not started go back to their queues."""
+        if self.quieted.is_set():
+            return
+        log.info("quiet: no longer accepting new work", identity=self.identity)
+        self.quieted.set()
+        self._requeue(self.fetch.take_buffered())
+
+    def stop(self) -> None:
+        """Finish running jobs within the timeout, requeue the rest, unregister."""
+        if self.stopped.is_set():
+            return
+        log.info("shutting down", timeout=self.config.timeout)
+        self.quiet()
+        deadline = time.monotonic() + self.config.timeout
+        while self._busy() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        unfinished = [work for p in self.processors if (work := p.abandon()) is not None]
+        if unfinished:
+            log.warning(
+                "timeout reached; pushing unfinished jobs back to their queues",
+                count=len(unfinished),
+            )
+            for _ in unfinished:
+                self.counters.record(failed=True)
+        self._requeue(unfinished)
+        # Idle processors may still be in a blocking fetch; what they get is requeued too.
+        grace = time.monotonic() + HARD_SHUTDOWN_GRACE
+        for processor in self.processors:
+            processor.thread.join(max(grace - time.monotonic(), 0))
+        self._requeue(self.fetch.take_buffered())
+        try:
+            self.fetch.flush_acks()
+            self.heartbeat.clear()
+            self.fetch.unregister()
+        except RedisError as error:
+            log.error(
+                "could not unregister cleanly; in-flight jobs will be recovered", error=str(error)
+            )
+        self.stopped.set()
+        log.info("bye", identity=self.identity)
+
+    def dump_threads(self) -> None:
+        names = {thread.ident: thread.name for thread in threading.enumerate()}
+        for ident, frame in sys._current_frames().items():
+            log.info(
+                "thread", name=names.get(ident, ident), stack="".join(traceback.format_stack(frame))
+            )
+
+    def _beat_loop(self) -> None:
+        while not self.stopped.wait(self.config.heartbeat_interval):
+            signal = self.heartbeat.beat()
+            if signal:
+                log.info("received a signal from Redis", signal=signal)
+                self.signal(signal)
+
+    def _busy(self) -> bool:
+        return any(p.in_flight() is not None for p in self.processors)
+
+    def _in_flight(self) -> dict[str, tuple[UnitOfWork, int]]:
+        return {p.tid: current for p in self.processors if (current := p.in_flight()) is not None}
+
+    def _requeue(self, works: list[UnitOfWork]) -> None:
+        try:
+            self.fetch.requeue(works)
+        except RedisError as error:
+            log.error(
+                "requeue failed; the jobs stay in flight and will be recovered", error=str(error)
+            )
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while number:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+    return out or "0"

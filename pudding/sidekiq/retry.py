@@ -1,0 +1,141 @@
+"""What happens to a job that raised: the retry set, the dead set, or nothing.
+
+The rules and fields are Sidekiq 6.4.1's (spec section 3.5), so Ruby's Web and
+API show and act on our failures as on their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import traceback
+import zlib
+from typing import Any
+
+import structlog
+from redis import Redis
+
+from pudding.sidekiq import payload
+from pudding.sidekiq.api import DeadSet
+from pudding.sidekiq.config import WorkerConfig
+from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
+from pudding.sidekiq.job import Job
+
+log = structlog.get_logger("pudding.sidekiq.retry")
+
+MAX_ERROR_MESSAGE = 10_000
+
+
+def ruby_truthy(value: Any) -> bool:
+    """Ruby truthiness: only nil and false are false (0 and "" are true)."""
+    return value is not None and value is not False
+
+
+def retry_delay(count: int, custom: int | None = None) -> int:
+    """Seconds until retry number `count`, with Sidekiq 6/7's jitter."""
+    base = custom if custom is not None and custom > 0 else count**4 + 15
+    return base + random.randrange(10) * (count + 1)
+
+
+def error_class(exc: BaseException) -> str:
+    kind = type(exc)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def compress_backtrace(lines: list[str]) -> str:
+    """Base64 of zlib-compressed JSON, as every Sidekiq Web version decodes it."""
+    return base64.b64encode(zlib.compress(json.dumps(lines).encode())).decode()
+
+
+def backtrace_lines(exc: BaseException) -> list[str]:
+    """Innermost frame first, in Ruby's `file:line:in 'method'` shape."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return [f"{frame.filename}:{frame.lineno}:in `{frame.name}'" for frame in reversed(frames)]
+
+
+def record_error(job: dict[str, Any], error_class_name: str, message: str) -> None:
+    job["error_message"] = message[:MAX_ERROR_MESSAGE]
+    job["error_class"] = error_class_name
+    if "retry_count" in job:
+        job["retried_at"] = payload.now()
+        job["retry_count"] = int(job["retry_count"]) + 1
+    else:
+        job["failed_at"] = payload.now()
+        job["retry_count"] = 0
+
+
+class JobRetry:
+    def __init__(self, redis: Redis, config: WorkerConfig, fetch: ReliableFetch) -> None:
+        self.redis, self.config, self.fetch = redis, config, fetch
+        self.dead_set = DeadSet(redis, config.dead_max_jobs, config.dead_timeout)
+
+    def failed(
+        self, work: UnitOfWork, job: dict[str, Any], job_class: type[Job], exc: Exception
+    ) -> str:
+        """Record the failure and ack the job in one transaction; returns where it went."""
+        if job.get("retry") is None:
+            job["retry"] = job_class.get_sidekiq_options()["retry"]
+        if not ruby_truthy(job["retry"]):
+            self._ack(work)
+            return "discarded"
+        job["queue"] = job.get("retry_queue") or work.queue
+        record_error(job, error_class(exc), str(exc) or type(exc).__name__)
+        backtrace = job.get("backtrace")
+        if ruby_truthy(backtrace):
+            lines = backtrace_lines(exc)
+            if not isinstance(backtrace, bool) and isinstance(backtrace, int):
+                lines = lines[:backtrace]
+            job["error_backtrace"] = compress_backtrace(lines)
+        count = job["retry_count"]
+        limit = (
+            job["retry"]
+            if not isinstance(job["retry"], bool) and isinstance(job["retry"], int)
+            else self.config.max_retries
+        )
+        if count < limit:
+            delay = retry_delay(count, self._custom_delay(job_class, count, exc))
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zadd("retry", {payload.dump(job): payload.now() + delay})
+                self.fetch.ack_in(pipe, work)
+                pipe.execute()
+            return "retry"
+        return self.exhausted(work, job, job_class, exc)
+
+    def exhausted(
+        self, work: UnitOfWork, job: dict[str, Any], job_class: type[Job] | None, exc: Exception
+    ) -> str:
+        if job_class is not None:
+            try:
+                job_class.retries_exhausted(job, exc)
+            except Exception:
+                log.exception("retries_exhausted hook raised", jid=job.get("jid"))
+        if job.get("dead") is False:
+            self._ack(work)
+            return "discarded"
+        self.kill(work, payload.dump(job))
+        return "dead"
+
+    def kill(self, work: UnitOfWork, raw: str) -> None:
+        """To the dead set, acked in the same transaction."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            self.dead_set.kill(raw, pipe)
+            self.fetch.ack_in(pipe, work)
+            pipe.execute()
+
+    def _ack(self, work: UnitOfWork) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            self.fetch.ack_in(pipe, work)
+            pipe.execute()
+
+    @staticmethod
+    def _custom_delay(job_class: type[Job], count: int, exc: Exception) -> int | None:
+        try:
+            return job_class.retry_in(count, exc)
+        except Exception:
+            log.exception("retry_in hook raised; using the default delay")
+            return None
