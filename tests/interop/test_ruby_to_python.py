@@ -1,0 +1,132 @@
+"""Acceptance 1, worker side: Ruby's Client feeds our worker; Ruby's API reads its state."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import time
+
+import pytest
+import redis
+from harness import ran, wait_until
+from pyjobs import DoomedJob, EchoJob, SlowJob
+
+from pudding.sidekiq.client import Client
+
+pytestmark = pytest.mark.ruby
+
+
+def test_ruby_enqueued_jobs_run_in_our_worker(r: redis.Redis, ruby, pudding_worker) -> None:
+    worker = pudding_worker(queues=["py"])
+    args = [1, "two", {"three": 3, "nested": [None, True, 2.5]}, "café 日本語 ✓"]
+    pushed = ruby(
+        """
+        echo = { "class" => "EchoJob", "queue" => "py" }
+        {
+          "one" => Sidekiq::Client.push(echo.merge("args" => ARGS["args"])),
+          "bulk" => Sidekiq::Client.push_bulk(echo.merge("args" => [[10], [11]])),
+          "later" => Sidekiq::Client.push(echo.merge("args" => ["later"], "at" => Time.now.to_f)),
+        }
+        """,
+        args=args,
+    )
+    runs = wait_until(lambda: len(ran(r, "py:ran")) == 4 and ran(r, "py:ran"), 30,
+                      "our worker to run the 4 Ruby-enqueued jobs", alive=[worker.process])
+    assert {run["jid"]: run["args"] for run in runs} == {
+        pushed["one"]: args, pushed["bulk"][0]: [10], pushed["bulk"][1]: [11],
+        pushed["later"]: ["later"],
+    }
+    # The scheduled one ran last, and only after our scheduler moved it out of `schedule`.
+    assert runs[-1]["jid"] == pushed["later"]
+    assert r.zcard("schedule") == r.zcard("retry") == r.zcard("dead") == r.llen("queue:py") == 0
+
+
+def test_ruby_api_reads_our_process_busy_job_and_stats(
+    r: redis.Redis, ruby, pudding_worker
+) -> None:
+    worker = pudding_worker(queues=["py", "low"], concurrency=3, tag="interop")
+    client = Client(r)
+    for n in range(2):
+        client.perform_async(EchoJob, n)
+    client.perform_async(DoomedJob)
+    wait_until(lambda: r.zcard("dead") == 1 and len(ran(r, "py:ran")) == 3, 20,
+               "the first 3 jobs to finish", alive=[worker.process])
+    slow = client.perform_async(SlowJob, "hold", {"k": [1, 2]})
+    wait_until(lambda: r.hget(worker.identity, "busy") == "1"
+               and r.get("stat:processed") == "3", 20,
+               "a heartbeat showing the busy job and the flushed counters", alive=[worker.process])
+
+    seen = ruby(
+        """
+        ps = Sidekiq::ProcessSet.new
+        stats = Sidekiq::Stats.new
+        {
+          "now" => Time.now.to_f,
+          "size" => ps.size,
+          "total_concurrency" => ps.total_concurrency,
+          "processes" => ps.map { |p|
+            { "identity" => p.identity, "hostname" => p["hostname"], "pid" => p["pid"],
+              "tag" => p.tag, "labels" => p.labels, "concurrency" => p["concurrency"],
+              "queues" => p.queues, "busy" => p["busy"], "stopping" => p.stopping?,
+              "started_at" => p["started_at"], "beat" => p["beat"], "rss" => p["rss"] }
+          },
+          "workers" => Sidekiq::Workers.new.map { |process, tid, work|
+            { "process" => process, "tid" => tid, "queue" => work["queue"],
+              "run_at" => work["run_at"], "payload" => work["payload"] }
+          },
+          "workers_size" => Sidekiq::Workers.new.size,
+          "processed" => stats.processed,
+          "failed" => stats.failed,
+          "stats_workers_size" => stats.workers_size,
+          "processes_size" => stats.processes_size,
+          "dead_size" => stats.dead_size,
+          "history_processed" => Sidekiq::Stats::History.new(1).processed,
+          "history_failed" => Sidekiq::Stats::History.new(1).failed,
+        }
+        """
+    )
+    assert seen["size"] == seen["processes_size"] == 1
+    [process] = seen["processes"]
+    assert process["identity"] == worker.identity
+    assert worker.identity.startswith(f"{socket.gethostname()}:{worker.pid}:")
+    assert (process["hostname"], process["pid"]) == (socket.gethostname(), worker.pid)
+    assert (process["tag"], process["concurrency"], process["queues"]) == (
+        "interop", 3, ["py", "low"],
+    )
+    assert seen["total_concurrency"] == 3
+    assert process["busy"] == 1 and process["stopping"] is False
+    assert process["rss"] > 1000  # KB: a Python process is megabytes
+    assert process["started_at"] <= process["beat"] <= seen["now"] + 1
+    assert seen["now"] - process["beat"] < 5
+
+    [work] = seen["workers"]
+    assert work["process"] == worker.identity and work["queue"] == "py" and work["tid"]
+    assert isinstance(work["run_at"], int) and 0 <= seen["now"] - work["run_at"] < 30
+    payload = work["payload"]
+    assert (payload["jid"], payload["class"], payload["args"], payload["queue"]) == (
+        slow, "SlowJob", ["hold", {"k": [1, 2]}], "py",
+    )
+    assert seen["workers_size"] == seen["stats_workers_size"] == 1
+
+    assert (seen["processed"], seen["failed"], seen["dead_size"]) == (3, 1, 1)
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    assert seen["history_processed"] == {today: 3} and seen["history_failed"] == {today: 1}
+
+    r.rpush(f"release:{slow}", "go")
+    wait_until(lambda: r.get("stat:processed") == "4" and r.hget(worker.identity, "busy") == "0",
+               20, "the released job to be counted", alive=[worker.process])
+    after = ruby("[Sidekiq::Workers.new.to_a.size, Sidekiq::Stats.new.processed]")
+    assert after == [0, 4]
+
+
+def test_our_worker_runs_ruby_perform_in_when_due(
+    r: redis.Redis, ruby, pudding_worker
+) -> None:
+    worker = pudding_worker(queues=["py"])
+    start = time.time()
+    jid = ruby('EchoJob = Class.new { include Sidekiq::Worker; sidekiq_options queue: "py" }\n'
+               'EchoJob.perform_in(2, "due")')
+    run = wait_until(lambda: ran(r, "py:ran"), 20, "the scheduled job to run",
+                     alive=[worker.process])
+    assert [entry["jid"] for entry in run] == [jid]
+    assert time.time() - start >= 2
