@@ -1,0 +1,123 @@
+"""Configuration: frozen dataclasses built once, from env vars and command-line flags.
+
+Each process gets one config object (`WebConfig` for the web server); the parts that
+several processes share (Redis, queue names, Slack) are their own dataclasses so a
+worker config can reuse them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from pudding.jobs.names import INSTANCE_BUILDS_QUEUE, INSTANCE_TERMINATIONS_QUEUE
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_PORT = 42151
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = DEFAULT_REDIS_URL
+    # Short timeouts and no retries: a request must fail fast (503) when Redis is down.
+    socket_timeout: float = 1.0
+    connect_timeout: float = 1.0
+
+    def client(self) -> redis.Redis:
+        """A client on the URL's database (unlike the Go original, which ignored it)."""
+        return redis.Redis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+
+@dataclass(frozen=True)
+class QueueNames:
+    """Sidekiq queue names of the two job kinds (see pudding.jobs.names)."""
+
+    instance_builds: str = INSTANCE_BUILDS_QUEUE
+    instance_terminations: str = INSTANCE_TERMINATIONS_QUEUE
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """Where notifications go: an incoming-webhook URL, or the original's team + token."""
+
+    webhook_url: str = ""
+    team: str = ""
+    token: str = ""
+    username: str = "travisbot"
+    icon_emoji: str = ":travis:"
+    timeout: float = 5.0
+
+    def endpoint(self) -> str | None:
+        if self.webhook_url:
+            return self.webhook_url
+        if self.team and self.token:
+            return f"https://{self.team}.slack.com/services/hooks/hubot?token={self.token}"
+        return None
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    auth_token: str
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    queues: QueueNames = field(default_factory=QueueNames)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    default_slack_channel: str = "#general"
+    sentry_dsn: str = ""
+    debug: bool = False
+    threads: int = 8
+    max_body_bytes: int = 64 * 1024
+    max_build_count: int = 100
+
+    def __post_init__(self) -> None:
+        if not self.auth_token or not self.auth_token.strip():
+            raise ConfigError(
+                "no auth token: set PUDDING_AUTH_TOKEN or pass --auth-token "
+                "(there is no default; pick a long random string)"
+            )
+        if self.max_build_count < 1:
+            raise ConfigError("the maximum build count must be at least 1")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("the request body limit must be at least 1024 bytes")
+
+
+def redis_url_from_env(environ: Mapping[str, str] = os.environ) -> str:
+    """The Redis URL when no flag or PUDDING_REDIS_URL gives one.
+
+    The env var named by REDIS_PROVIDER (Heroku add-ons), else REDIS_URL, else localhost.
+    """
+    provider = environ.get("REDIS_PROVIDER", "")
+    return (provider and environ.get(provider)) or environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def default_addr(environ: Mapping[str, str] = os.environ) -> str:
+    return f":{environ.get('PORT') or DEFAULT_PORT}"
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """`host:port`, `:port` (all interfaces) or `[v6]:port` → (host, port)."""
+    parts = urlsplit(f"//{addr}")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise ConfigError(f"bad listen address {addr!r}: {error}") from None
+    if port is None:
+        raise ConfigError(f"bad listen address {addr!r}: expected host:port or :port")
+    return parts.hostname or "0.0.0.0", port

@@ -1,0 +1,204 @@
+"""Instance builds: one record per build, with its state and the history of its states.
+
+The web creates a build (and, in the same transaction, pushes the Sidekiq job that
+carries its id); the worker reads it with `get` and records progress with `update` and
+`transition`. Keys:
+
+- `pudding:instance-build:<id>`: hash of the `Build` fields (all strings),
+- `pudding:instance-build:<id>:history`: list of JSON `{"state", "at"[, "error"]}`,
+- `pudding:instance-builds`: sorted set of ids, scored by creation time (Unix seconds).
+
+Records expire `retention` seconds after their last change.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+from pudding.sidekiq import payload
+from pudding.sidekiq.client import normalize
+from pudding.templates import DEFAULT_NAME_TEMPLATE
+
+PENDING, STARTED, FINISHED, FAILED = "pending", "started", "finished", "failed"
+STATES = (PENDING, STARTED, FINISHED, FAILED)
+DEFAULT_ROLE = "worker"
+INDEX_KEY = "pudding:instance-builds"
+DEFAULT_RETENTION = 30 * 24 * 3600
+
+
+def build_key(build_id: str) -> str:
+    return f"pudding:instance-build:{build_id}"
+
+
+def history_key(build_id: str) -> str:
+    return f"pudding:instance-build:{build_id}:history"
+
+
+def timestamp() -> str:
+    """Now, as RFC 3339 UTC with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class UnknownBuild(KeyError):
+    """No build has this id (or its record has expired)."""
+
+
+@dataclass(frozen=True)
+class Build:
+    id: str
+    site: str
+    env: str
+    queue: str
+    instance_type: str
+    count: int
+    role: str = DEFAULT_ROLE
+    ami: str = ""
+    name_template: str = DEFAULT_NAME_TEMPLATE
+    slack_channel: str = ""
+    state: str = PENDING
+    instance_id: str = ""
+    security_group_id: str = ""
+    error: str = ""
+    jid: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    history: tuple[dict[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's shape: the Go original's keys and order first, then the new ones."""
+        order = (
+            "role", "site", "env", "ami", "instance_id", "name_template", "instance_type",
+            "slack_channel", "count", "queue", "state", "id", "jid", "security_group_id",
+            "error", "created_at", "updated_at",
+        )
+        data = asdict(self)
+        return {**{key: data[key] for key in order}, "history": list(self.history)}
+
+    def to_hash(self) -> dict[str, str]:
+        return {
+            f.name: str(getattr(self, f.name)) for f in fields(self) if f.name != "history"
+        }
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str], history: list[str]) -> Build:
+        known = {f.name for f in fields(cls)} - {"history", "count"}
+        return cls(
+            count=int(data.get("count") or 0),
+            history=tuple(json.loads(entry) for entry in history),
+            **{key: value for key, value in data.items() if key in known},
+        )
+
+
+class BuildStore:
+    def __init__(self, redis: Redis, retention: int = DEFAULT_RETENTION) -> None:
+        self.redis = redis
+        self.retention = retention
+
+    def get(self, build_id: str) -> Build | None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(build_key(build_id))
+            pipe.lrange(history_key(build_id), 0, -1)
+            data, history = pipe.execute()
+        return Build.from_hash(data, history) if data else None
+
+    def create(self, build: Build, job: dict[str, Any] | None = None) -> tuple[Build, bool]:
+        """Store `build` unless its id exists; (the stored build, whether it is new).
+
+        `job` is a Sidekiq job hash pushed in the same transaction, so a build gets its
+        job exactly once however often the same id is posted.
+        """
+        now = timestamp()
+        created = replace(build, state=PENDING, created_at=now, updated_at=now,
+                          history=({"state": PENDING, "at": now},))
+        if job is not None:
+            job = normalize(job)
+            created = replace(created, jid=job["jid"])
+
+        def write(pipe: Pipeline) -> Build | None:
+            if pipe.exists(build_key(build.id)):
+                return None
+            pipe.multi()
+            pipe.hset(build_key(build.id), mapping=created.to_hash())
+            pipe.rpush(history_key(build.id), json.dumps(created.history[0]))
+            self._expire(pipe, build.id)
+            pipe.zadd(INDEX_KEY, {build.id: time.time()})
+            pipe.zremrangebyscore(INDEX_KEY, "-inf", time.time() - self.retention)
+            if job is not None:
+                _push(pipe, job)
+            return created
+
+        stored = self.redis.transaction(write, build_key(build.id), value_from_callable=True)
+        if stored is not None:
+            return stored, True
+        existing = self.get(build.id)
+        if existing is None:  # expired between the check and the read: a fresh start
+            return self.create(build, job)
+        return existing, False
+
+    def update(self, build_id: str, **changes: Any) -> Build:
+        """Set fields of an existing build (not its state: see `transition`)."""
+        if "state" in changes:
+            raise ValueError("change a build's state with transition()")
+        return self._change(build_id, changes, None)
+
+    def transition(self, build_id: str, state: str, **changes: Any) -> Build:
+        """Move a build to `state` (setting `changes` too) and record it in its history."""
+        if state not in STATES:
+            raise ValueError(f"unknown build state {state!r}")
+        entry = {"state": state, "at": timestamp()}
+        if changes.get("error"):
+            entry["error"] = str(changes["error"])
+        return self._change(build_id, {**changes, "state": state}, entry)
+
+    def recent(self, limit: int = 50) -> list[Build]:
+        """The newest builds first."""
+        ids = self.redis.zrevrange(INDEX_KEY, 0, limit - 1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for build_id in ids:
+                pipe.hgetall(build_key(build_id))
+                pipe.lrange(history_key(build_id), 0, -1)
+            replies = pipe.execute()
+        pairs = zip(replies[::2], replies[1::2], strict=True)
+        return [Build.from_hash(data, history) for data, history in pairs if data]
+
+    def _change(
+        self, build_id: str, changes: dict[str, Any], entry: dict[str, str] | None
+    ) -> Build:
+        settable = {f.name for f in fields(Build)} - {"id", "history", "created_at", "updated_at"}
+        if refused := sorted(set(changes) - settable):
+            raise ValueError(f"cannot set {refused} on a build")
+        now = timestamp()
+        values = {key: str(value) for key, value in changes.items()}
+
+        def write(pipe: Pipeline) -> None:
+            if not pipe.exists(build_key(build_id)):
+                raise UnknownBuild(build_id)
+            pipe.multi()
+            pipe.hset(build_key(build_id), mapping={**values, "updated_at": now})
+            if entry is not None:
+                pipe.rpush(history_key(build_id), json.dumps(entry))
+            self._expire(pipe, build_id)
+
+        self.redis.transaction(write, build_key(build_id))
+        build = self.get(build_id)
+        if build is None:
+            raise UnknownBuild(build_id)
+        return build
+
+    def _expire(self, pipe: Pipeline, build_id: str) -> None:
+        pipe.expire(build_key(build_id), self.retention)
+        pipe.expire(history_key(build_id), self.retention)
+
+
+def _push(pipe: Pipeline, job: dict[str, Any]) -> None:
+    """What pudding.sidekiq's Client writes for one immediate job, inside our transaction."""
+    job["enqueued_at"] = payload.now()
+    pipe.sadd("queues", job["queue"])
+    pipe.lpush(f"queue:{job['queue']}", payload.dump(job))

@@ -1,0 +1,104 @@
+"""`python -m pudding.web` (bin/pudding-server): the API under waitress.
+
+Flags and env vars as in the Go original; an env var counts only when non-empty, and a
+flag beats it. There is no default auth token: the server refuses to start without one.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pudding.config import (
+    ConfigError,
+    QueueNames,
+    RedisSettings,
+    SlackSettings,
+    WebConfig,
+    default_addr,
+    parse_addr,
+    redis_url_from_env,
+)
+from pudding.web.app import create_app
+from pudding.web.logs import configure_logging
+from pudding.web.server import GracefulServer
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pudding", prog_name="pudding-server")
+@click.option("-a", "--addr", envvar="PUDDING_ADDR", default=default_addr, show_default=":$PORT",
+              help="Listen address, host:port or :port (default :$PORT, else :42151).")
+@click.option("-r", "--redis-url", envvar="PUDDING_REDIS_URL", default=redis_url_from_env,
+              show_default="$REDIS_PROVIDER's var, $REDIS_URL, or redis://localhost:6379/0")
+@click.option("--instance-builds-queue-name", envvar="PUDDING_INSTANCE_BUILDS_QUEUE_NAME",
+              default=QueueNames.instance_builds, show_default=True)
+@click.option("--instance-terminations-queue-name",
+              envvar="PUDDING_INSTANCE_TERMINATIONS_QUEUE_NAME",
+              default=QueueNames.instance_terminations, show_default=True)
+@click.option("-A", "--auth-token", envvar="PUDDING_AUTH_TOKEN", default="",
+              help="Required: clients send `Authorization: token <this>`.")
+@click.option("--slack-webhook-url", envvar="PUDDING_SLACK_WEBHOOK_URL", default="",
+              help="Slack incoming-webhook URL (preferred over team + token).")
+@click.option("--slack-team", envvar="PUDDING_SLACK_TEAM", default="")
+@click.option("--slack-token", envvar="PUDDING_SLACK_TOKEN", default="")
+@click.option("--default-slack-channel", envvar="PUDDING_DEFAULT_SLACK_CHANNEL",
+              default="#general", show_default=True)
+@click.option("--sentry-dsn", envvar=["PUDDING_SENTRY_DSN", "SENTRY_DSN"], default="")
+@click.option("--threads", envvar="PUDDING_WEB_THREADS", type=click.IntRange(1, 256),
+              default=WebConfig.threads, show_default=True)
+@click.option("--max-build-count", envvar="PUDDING_MAX_BUILD_COUNT", type=click.IntRange(1),
+              default=WebConfig.max_build_count, show_default=True,
+              help="Upper bound of an instance build's `count`.")
+@click.option("--debug/--no-debug", envvar="DEBUG", default=False)
+def main(
+    addr: str,
+    redis_url: str,
+    instance_builds_queue_name: str,
+    instance_terminations_queue_name: str,
+    auth_token: str,
+    slack_webhook_url: str,
+    slack_team: str,
+    slack_token: str,
+    default_slack_channel: str,
+    sentry_dsn: str,
+    threads: int,
+    max_build_count: int,
+    debug: bool,
+) -> None:
+    """Serve pudding's HTTP API."""
+    try:
+        host, port = parse_addr(addr)
+        config = WebConfig(
+            auth_token=auth_token,
+            host=host,
+            port=port,
+            redis=RedisSettings(url=redis_url),
+            queues=QueueNames(instance_builds_queue_name, instance_terminations_queue_name),
+            slack=SlackSettings(webhook_url=slack_webhook_url, team=slack_team,
+                                token=slack_token),
+            default_slack_channel=default_slack_channel,
+            sentry_dsn=sentry_dsn,
+            debug=debug,
+            threads=threads,
+            max_build_count=max_build_count,
+        )
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    configure_logging(debug)
+    try:
+        server = GracefulServer(
+            lambda stop: create_app(config, shutdown=stop),
+            config.host,
+            config.port,
+            threads=config.threads,
+            max_request_body_size=max(1024 * 1024, 16 * config.max_body_bytes),
+        )
+    except OSError as error:
+        click.echo(f"pudding-server: cannot listen on {addr}: {error}", err=True)
+        sys.exit(1)
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The EC2 inventory the worker caches: instances (listed, shown, terminated) and images."""
+
+from __future__ import annotations
+
+import falcon
+
+from pudding.config import WebConfig
+from pudding.jobs.names import INSTANCE_TERMINATION_JOB
+from pudding.sidekiq.client import Client
+from pudding.store.cache import Cache
+from pudding.web.errors import render
+
+INSTANCE_FILTERS = ("env", "site", "role", "queue")
+
+
+class Instances:
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        wanted = {name: req.get_param(name) for name in INSTANCE_FILTERS if req.get_param(name)}
+        instances = [
+            instance.to_json()
+            for instance in self.cache.instances()
+            if all(getattr(instance, name) == value for name, value in wanted.items())
+        ]
+        render(resp, {"instances": instances})
+
+
+class Instance:
+    def __init__(self, config: WebConfig, cache: Cache, jobs: Client) -> None:
+        self.config = config
+        self.cache = cache
+        self.jobs = jobs
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, instance_id: str) -> None:
+        instance = self.cache.instance(instance_id)
+        if instance is None:
+            raise falcon.HTTPNotFound(description=f"no such instance: {instance_id}")
+        render(resp, {"instances": [instance.to_json()]})
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, instance_id: str) -> None:
+        """Enqueue the termination of a cached (so pudding-known, running) instance."""
+        if self.cache.instance(instance_id) is None:
+            raise falcon.HTTPNotFound(description=f"no such instance: {instance_id}")
+        channel = req.get_param("slack-channel") or self.config.default_slack_channel
+        self.jobs.push({
+            "class": INSTANCE_TERMINATION_JOB,
+            "args": [instance_id, channel],
+            "queue": self.config.queues.instance_terminations,
+            "retry": True,
+        })
+        render(resp, {"ok": "working on that"}, 202)
+
+
+class Images:
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """`active=true` keeps active images, any other value inactive ones."""
+        active = req.get_param("active")
+        role = req.get_param("role")
+        images = [
+            image.to_json()
+            for image in self.cache.images()
+            if (not active or image.active == (active == "true"))
+            and (not role or image.role == role)
+        ]
+        render(resp, {"images": images})
