@@ -57,25 +57,26 @@ def pytest_runtest_makereport(
 class Supervisor:
     """Starts subprocesses for one test and stops every one of them at teardown."""
 
-    def __init__(self, tmp_path: Path, registry: list[ManagedProcess]) -> None:
+    def __init__(self, tmp_path: Path, reported: list[ManagedProcess]) -> None:
         self.tmp_path = tmp_path
-        self.registry = registry
+        self.reported = reported
+        self.started: list[ManagedProcess] = []
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> ManagedProcess:
-        log = self.tmp_path / f"{name}-{len(self.registry)}.log"
+        log = self.tmp_path / f"{name}-{len(self.started)}.log"
         process = ManagedProcess(name, argv, {**os.environ, **env}, INTEROP_DIR, log)
-        self.registry.append(process)
+        self.started.append(process)
+        self.reported.append(process)
         return process
 
     def stop_all(self) -> None:
-        for process in reversed(self.registry):
+        for process in reversed(self.started):
             process.stop()
 
 
 @pytest.fixture
 def supervisor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Supervisor]:
-    registry = request.node.stash.setdefault(PROCESSES, [])
-    sup = Supervisor(tmp_path, registry)
+    sup = Supervisor(tmp_path, request.node.stash.setdefault(PROCESSES, []))
     yield sup
     sup.stop_all()
 

@@ -102,7 +102,6 @@ class ManagedProcess:
         return self.popen.wait(timeout)
 
     def log_text(self) -> str:
-        self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def log_tail(self, lines: int = 60) -> str:

@@ -1,0 +1,102 @@
+"""Acceptance 3: Sidekiq::Web shows our busy worker and its data, and its buttons steer it."""
+
+from __future__ import annotations
+
+import html
+import re
+import socket
+
+import pytest
+import redis
+from harness import WebClient, ran, wait_until
+from pyjobs import DoomedJob, EchoJob, FailJob, SlowJob
+
+from pudding.sidekiq.client import Client
+
+pytestmark = pytest.mark.ruby
+
+
+def follow_first(web: WebClient, listing: str, section: str) -> str:
+    """Open the first job linked from a list page, as a click would; return its HTML."""
+    page = web.get(listing)
+    assert page.status == 200, f"GET {listing} answered {page.status}"
+    link = re.search(rf'href="(/{section}/[^"/]+)"', page.body)
+    assert link, f"{listing} links no job"
+    detail = web.get(html.unescape(link.group(1)))
+    assert detail.status == 200, f"GET {link.group(1)} answered {detail.status}"
+    return detail.body
+
+
+def test_web_renders_every_page_while_our_worker_is_busy(
+    r: redis.Redis, web: WebClient, pudding_worker
+) -> None:
+    worker = pudding_worker(queues=["py"], concurrency=2, tag="interop")
+    client = Client(r)
+    failed = client.perform_async(FailJob, "for-the-retries-page")
+    doomed = client.perform_async(DoomedJob, "for-the-morgue")
+    scheduled = client.perform_in(3600, EchoJob, "for-the-schedule")
+    waiting = client.push({"class": "EchoJob", "queue": "waiting", "args": ["parked"]})
+    slow = client.perform_async(SlowJob, "busy-now")
+    wait_until(lambda: r.zcard("retry") == 1 and r.zcard("dead") == 1
+               and r.hget(worker.identity, "busy") == "1", 20,
+               "a retry, a dead job and a busy heartbeat", alive=[worker.process])
+
+    for path in ("/", "/queues", "/retries", "/scheduled", "/morgue"):
+        assert web.get(path).status == 200, path
+
+    busy = web.get("/busy")
+    assert busy.status == 200
+    process_row = busy.body[busy.body.index('class="processes'):busy.body.index('class="workers')]
+    assert f"{socket.gethostname()}:{worker.pid}" in process_row
+    assert '<span class="label label-success">interop</span>' in process_row
+    assert f'name="identity" value="{worker.identity}"' in process_row
+    assert 'label-danger">quiet' not in process_row
+    jobs_table = busy.body[busy.body.index('class="workers'):]
+    assert worker.identity in jobs_table and slow in jobs_table
+    assert "SlowJob" in jobs_table and "&quot;busy-now&quot;" in jobs_table
+    assert 'href="/queues/py"' in jobs_table
+
+    queue_page = web.get("/queues/waiting")
+    assert queue_page.status == 200 and waiting in queue_page.body
+
+    retry_page = follow_first(web, "/retries", "retries")
+    assert failed in retry_page and "ValueError" in retry_page
+    assert "boom ['for-the-retries-page']" in html.unescape(retry_page)
+    assert "pyjobs.py:" in retry_page  # the backtrace, inflated by Ruby
+
+    dead_page = follow_first(web, "/morgue", "morgue")
+    assert doomed in dead_page and "RuntimeError" in dead_page and "pyjobs.py:" in dead_page
+
+    assert scheduled in follow_first(web, "/scheduled", "scheduled")
+    # Still busy: every page above was rendered with the job running.
+    [work] = r.hvals(f"{worker.identity}:workers")
+    assert r.hget(worker.identity, "busy") == "1" and slow in work
+    r.rpush(f"release:{slow}", "go")
+
+
+def test_web_quiet_and_stop_buttons_steer_our_worker(
+    r: redis.Redis, web: WebClient, pudding_worker
+) -> None:
+    worker = pudding_worker(queues=["py"])
+    assert f'value="{worker.identity}"' in web.get("/busy").body
+
+    quiet = web.post_form("/busy", {"identity": worker.identity, "quiet": "1"})
+    assert quiet.status == 302, quiet.body
+    wait_until(lambda: r.hget(worker.identity, "quiet") == "true", 10,
+               "our process hash to say quiet", alive=[worker.process])
+    assert 'label-danger">quiet' in web.get("/busy").body
+
+    # Quiet means no more fetching: a new job stays queued across several heartbeats.
+    jid = Client(r).perform_async(EchoJob, "after-quiet")
+    beat = float(r.hget(worker.identity, "beat"))
+    wait_until(lambda: float(r.hget(worker.identity, "beat")) > beat + 1.5, 10,
+               "three more heartbeats", alive=[worker.process])
+    assert ran(r, "py:ran") == [] and r.llen("queue:py") == 1
+    assert worker.identity in r.smembers("processes")
+
+    stop = web.post_form("/busy", {"identity": worker.identity, "stop": "1"})
+    assert stop.status == 302, stop.body
+    assert worker.process.wait(15) == 0
+    assert worker.identity not in r.smembers("processes")
+    assert worker.identity not in web.get("/busy").body
+    assert [job for job in r.lrange("queue:py", 0, -1) if jid in job]
