@@ -58,8 +58,10 @@ end
 return out
 """
 
-BLOCKING_TIMEOUT = 2
+# Short, so that an idle processor notices quiet and stop quickly.
+BLOCKING_TIMEOUT = 0.5
 MIN_IDLE_BACKOFF = 0.01
+RECOVERY_LOCK_TTL = 60
 MAX_IDLE_BACKOFF = 1.0
 
 
@@ -181,26 +183,36 @@ class ReliableFetch:
     def recover_orphans(self) -> int:
         """Push back the in-flight jobs of processes that died; returns how many moved.
 
-        At most one process a cluster does this per interval (a SET NX lock).
+        A lock keeps two processes from recovering at once; it expires by itself
+        should its holder die while recovering.
         """
         lock = f"{self.config.key_prefix}:recovery-lock"
-        if not self.redis.set(
-            lock, self.identity, nx=True, ex=max(int(self.config.orphan_check_interval), 1)
-        ):
+        if not self.redis.set(lock, self.identity, nx=True, ex=RECOVERY_LOCK_TTL):
             return 0
         recovered = 0
-        for key, raw in self.redis.hgetall(self.registry_key).items():
-            owner = json.loads(raw)
-            if owner["identity"] == self.identity or self._alive(owner["identity"]):
-                continue
-            while (job := self.redis.lindex(key, 0)) is not None:
-                self._recover_one(key, owner["queue"], job)
-                recovered += 1
-            with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(self.registry_key, key).delete(key).execute()
+        try:
+            for key, raw in self.redis.hgetall(self.registry_key).items():
+                owner = json.loads(raw)
+                if owner["identity"] == self.identity or self._alive(owner["identity"]):
+                    continue
+                while (job := self.redis.lindex(key, 0)) is not None:
+                    self._recover_one(key, owner["queue"], job)
+                    recovered += 1
+                with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hdel(self.registry_key, key).delete(key).execute()
+        finally:
+            self._release(lock)
         if recovered:
             log.warning("recovered orphaned in-flight jobs", count=recovered)
         return recovered
+
+    def _release(self, lock: str) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.watch(lock)
+            if pipe.get(lock) == self.identity:
+                pipe.multi()
+                pipe.delete(lock)
+                pipe.execute()
 
     def _alive(self, identity: str) -> bool:
         """Its process hash still exists (TTL 60 s) and it beat recently enough."""

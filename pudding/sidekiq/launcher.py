@@ -26,7 +26,7 @@ from pudding.sidekiq.stats import Counters
 log = structlog.get_logger("pudding.sidekiq.launcher")
 
 VERSION = "pudding-sidekiq 0.1.0"
-# How long idle processors get to leave a blocking fetch (2 s) at shutdown.
+# How long idle processors get to leave a blocking fetch at shutdown.
 HARD_SHUTDOWN_GRACE = 3.0
 
 
@@ -112,7 +112,8 @@ class Launcher:
         deadline = time.monotonic() + self.config.timeout
         while self._busy() and time.monotonic() < deadline:
             time.sleep(0.1)
-        unfinished = [work for p in self.processors if (work := p.abandon()) is not None]
+        abandoned = {p.tid: work for p in self.processors if (work := p.abandon()) is not None}
+        unfinished = list(abandoned.values())
         if unfinished:
             log.warning(
                 "timeout reached; pushing unfinished jobs back to their queues",
@@ -124,7 +125,8 @@ class Launcher:
         # Idle processors may still be in a blocking fetch; what they get is requeued too.
         grace = time.monotonic() + HARD_SHUTDOWN_GRACE
         for processor in self.processors:
-            processor.thread.join(max(grace - time.monotonic(), 0))
+            if processor.tid not in abandoned:
+                processor.thread.join(max(grace - time.monotonic(), 0))
         self._requeue(self.fetch.take_buffered())
         try:
             self.fetch.flush_acks()

@@ -1,0 +1,141 @@
+"""A worker running in this process against the real Redis."""
+
+import json
+import threading
+import time
+
+from pudding.sidekiq import Client, Job
+from pudding.sidekiq.api import ProcessSet, Stats
+
+from .conftest import wait_for
+
+ran: list[tuple[str, tuple]] = []
+release = threading.Event()
+
+
+class Record(Job):
+    def perform(self, *args):
+        ran.append((self.jid, args))
+
+
+class TakesOne(Job):
+    def perform(self, only):
+        ran.append((self.jid, (only,)))
+
+
+class Blocking(Job):
+    sidekiq_options = {"queue": "default"}
+
+    def perform(self):
+        release.wait(10)
+        ran.append((self.jid, ()))
+
+
+class Fails(Job):
+    sidekiq_options = {"retry": 1}
+
+    def perform(self):
+        raise RuntimeError("nope")
+
+
+def setup_function():
+    ran.clear()
+    release.clear()
+
+
+def test_runs_jobs_and_acks_them(r, start_worker):
+    launcher = start_worker(Record)
+    jids = [Client(r).perform_async(Record, n, "x") for n in range(20)]
+    wait_for(lambda: len(ran) == 20, message="20 jobs to run")
+    assert sorted(jid for jid, _ in ran) == sorted(jids)
+    assert (jids[0], (0, "x")) in ran
+    wait_for(lambda: r.llen(launcher.fetch.inflight_key("default")) == 0, message="acks")
+
+
+def test_garbage_never_stops_the_worker(r, start_worker):
+    start_worker(Record, TakesOne)
+    client = Client(r)
+    r.lpush("queue:default", "not json {")
+    r.lpush("queue:default", "[1, 2]")
+    r.lpush("queue:default", json.dumps({"class": "Record", "args": "not a list", "jid": "a" * 24}))
+    client.push({"class": "NoSuchJob", "args": [1]})
+    client.perform_async(TakesOne, 1, 2, 3)  # wrong arity
+    jid = client.perform_async(Record, "after")
+    wait_for(lambda: (jid, ("after",)) in ran, message="the good job after the garbage")
+    wait_for(lambda: r.zcard("dead") == 4, message="four dead jobs")
+    dead = r.zrange("dead", 0, -1)
+    assert "not json {" in dead and "[1, 2]" in dead
+    errors = {json.loads(m)["error_message"] for m in dead if m.startswith("{")}
+    assert "no job class 'NoSuchJob' is registered in this worker" in errors
+    assert "job payload has no 'args' list" in errors
+    [retry] = r.zrange("retry", 0, -1)
+    assert json.loads(retry)["error_class"] == "TypeError"
+
+
+def test_failed_job_is_retried_by_the_poller_then_dies(r, start_worker):
+    start_worker(Fails)
+    jid = Client(r).perform_async(Fails)
+    wait_for(lambda: r.zcard("retry") == 1, message="the first failure")
+    r.zadd("retry", {r.zrange("retry", 0, 0)[0]: 0})  # due now
+    wait_for(lambda: r.zcard("dead") == 1, message="the job to die after its one retry")
+    job = json.loads(r.zrange("dead", 0, -1)[0])
+    assert job["jid"] == jid and job["retry_count"] == 1 and "retried_at" in job
+    wait_for(lambda: Stats.read(r).failed == 2 and Stats.read(r).processed == 2, message="stats")
+
+
+def test_scheduled_job_runs_when_due(r, start_worker):
+    start_worker(Record)
+    jid = Client(r).perform_in(0.5, Record, "later")
+    assert r.zcard("schedule") == 1
+    wait_for(lambda: (jid, ("later",)) in ran, message="the scheduled job")
+    assert r.zcard("schedule") == 0
+
+
+def test_heartbeat_shows_process_and_running_job(r, start_worker):
+    launcher = start_worker(Blocking, concurrency=3, tag="blue")
+    jid = Client(r).perform_async(Blocking)
+    identity = launcher.identity
+    wait_for(lambda: r.hget(identity, "busy") == "1", message="busy 1")
+    fields = r.hgetall(identity)
+    info = json.loads(fields["info"])
+    assert info["identity"] == identity and info["concurrency"] == 3 and info["tag"] == "blue"
+    assert info["queues"] == ["default"] and isinstance(info["started_at"], float)
+    assert fields["quiet"] == "false" and int(fields["rss"]) > 0 and fields["concurrency"] == "3"
+    assert 50 < r.ttl(identity) <= 60
+    assert identity in r.smembers("processes")
+    for key in (f"{identity}:workers", f"{identity}:work"):
+        [entry] = r.hvals(key)
+        work = json.loads(entry)
+        assert work["queue"] == "default" and json.loads(work["payload"])["jid"] == jid
+        assert isinstance(work["run_at"], int)
+    release.set()
+    wait_for(lambda: r.hget(identity, "busy") == "0", message="idle again")
+    assert not r.exists(f"{identity}:work")
+
+
+def test_quiet_and_stop_from_the_signals_list(r, start_worker):
+    launcher = start_worker(Record)
+    thread = threading.Thread(target=launcher.run_until_stopped)
+    thread.start()
+    processes = ProcessSet(r)
+    processes.quiet(launcher.identity)
+    wait_for(lambda: r.hget(launcher.identity, "quiet") == "true", message="quiet")
+    Client(r).perform_async(Record)
+    processes.stop(launcher.identity)
+    thread.join(10)
+    assert launcher.stopped.is_set()
+    assert ran == [] and r.llen("queue:default") == 1, "a quiet worker fetches nothing"
+    assert launcher.identity not in r.smembers("processes")
+
+
+def test_stats_count_processed_and_failed(r, start_worker):
+    start_worker(Record, Fails)
+    client = Client(r)
+    for _ in range(3):
+        client.perform_async(Record)
+    client.perform_async(Fails)
+    wait_for(lambda: Stats.read(r).processed == 4, message="four processed")
+    assert Stats.read(r).failed == 1
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    assert r.get(f"stat:processed:{day}") == "4"
+    assert r.ttl(f"stat:processed:{day}") > 157_000_000
