@@ -1,0 +1,218 @@
+"""Fixtures for the HTTP API tests: the app on the session's Redis, a Slack stand-in,
+Ruby's view of the queues, and the real server as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import falcon.testing
+import pytest
+import redis
+
+from pudding.config import RedisSettings, SlackSettings, WebConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "test-token-9c1f"
+AUTH = {"Authorization": f"token {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SlackStandIn:
+    """A local HTTP server that records what a Slack webhook would receive."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.delay = 0.0
+        self.status = 200
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(stand_in.delay)
+                stand_in.received.append({"path": self.path, **json.loads(body)})
+                self.send_response(stand_in.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/secret"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    stand_in = SlackStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def config(redis_url: str, slack: SlackStandIn) -> WebConfig:
+    return WebConfig(
+        auth_token=TOKEN,
+        redis=RedisSettings(url=redis_url),
+        slack=SlackSettings(webhook_url=slack.url, timeout=2.0),
+        max_build_count=10,
+    )
+
+
+class ShutdownCalls:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def shutdown_calls() -> ShutdownCalls:
+    return ShutdownCalls()
+
+
+@pytest.fixture
+def app(config: WebConfig, shutdown_calls: ShutdownCalls) -> falcon.App:
+    from pudding.web import create_app
+
+    return create_app(config, shutdown=shutdown_calls)
+
+
+@pytest.fixture
+def client(app: falcon.App) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(app)
+
+
+def ruby_queue(redis_url: str, queue: str) -> list[dict[str, Any]]:
+    """The jobs of a queue as Ruby's `Sidekiq::Queue` sees them: class, args, jid."""
+    script = (
+        'require "sidekiq"; require "sidekiq/api"; require "json"; '
+        "puts JSON.generate(Sidekiq::Queue.new(ARGV[0]).map { |j| "
+        '{"class" => j.klass, "args" => j.args, "jid" => j.jid, "queue" => j.queue} })'
+    )
+    done = subprocess.run(
+        ["ruby", "-e", script, queue],
+        env={**os.environ, "REDIS_URL": redis_url},
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+needs_ruby = pytest.mark.skipif(shutil.which("ruby") is None, reason="ruby is not installed")
+
+
+class PrivateRedis:
+    """A redis-server of one test's own, which the test may stop and start again."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
+             "--bind", "127.0.0.1", "--dir", str(self.workdir), "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port).ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+class ServerProcess:
+    """bin/pudding-server as a child process, its output in a file."""
+
+    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [str(ROOT / "bin" / "pudding-server"), "--addr", f"127.0.0.1:{self.port}"],
+            env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(self.url("/"), timeout=1).read()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"no pudding-server:\n{self.output()}") from None
+                time.sleep(0.05)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Any]:
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        server = ServerProcess(tmp_path / f"server-{len(started)}.log", env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
