@@ -51,7 +51,7 @@ class GracefulServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        return self._server.effective_host, self._server.effective_port
+        return str(self._server.effective_host), int(self._server.effective_port)
 
     def stop(self) -> None:
         """Ask for a graceful stop; safe from any thread, any number of times."""

@@ -38,6 +38,7 @@ class SlackStandIn:
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.arrived = 0
         self.delay = 0.0
         self.status = 200
         stand_in = self
@@ -45,6 +46,7 @@ class SlackStandIn:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                stand_in.arrived += 1
                 time.sleep(stand_in.delay)
                 stand_in.received.append({"path": self.path, **json.loads(body)})
                 self.send_response(stand_in.status)
