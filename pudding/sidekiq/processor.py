@@ -97,8 +97,10 @@ class Processor:
                 **context,
             )
             return
+        elapsed = time.monotonic() - started
+        self.fetch.job_took(elapsed)
         self._outcome(work, partial(self.fetch.ack, work))
-        log.info("done", elapsed=round(time.monotonic() - started, 6), **context)
+        log.info("done", elapsed=round(elapsed, 6), **context)
 
     def _outcome(self, work: UnitOfWork, record: Callable[[], Any], failed: bool = False) -> Any:
         """Write the outcome unless a hard shutdown already requeued this job."""
