@@ -20,6 +20,7 @@ from harness import (
     ManagedProcess,
     RedisServer,
     Ruby,
+    SidekiqProcess,
     WebClient,
     free_port,
     identity_of,
@@ -87,18 +88,6 @@ def ruby(redis_url: str, tmp_path: Path) -> Ruby:
     workdir = tmp_path / "ruby"
     workdir.mkdir()
     return Ruby(redis_url, workdir)
-
-
-@dataclass
-class SidekiqProcess:
-    """A running worker process (ours or Ruby's) and the identity it registered."""
-
-    process: ManagedProcess
-    identity: str
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
 
 def _wait_registered(r: redis.Redis, process: ManagedProcess) -> SidekiqProcess:

@@ -167,6 +167,18 @@ def identity_of(r: redis.Redis, pid: int) -> str | None:
 
 
 @dataclass
+class SidekiqProcess:
+    """A running worker process (ours or Ruby's) and the identity it registered."""
+
+    process: ManagedProcess
+    identity: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@dataclass
 class WebResponse:
     status: int
     body: str

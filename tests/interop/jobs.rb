@@ -27,3 +27,16 @@ class RubyFailJob
     raise ArgumentError, "boom #{args.inspect}"
   end
 end
+
+# Stays busy until the test pushes to "release:<jid>" (or 30 s pass), like pyjobs.SlowJob.
+class RubySlowJob
+  include Sidekiq::Worker
+  sidekiq_options queue: "rb"
+
+  def perform(*args)
+    Sidekiq.redis do |c|
+      c.rpush("rb:ran", JSON.generate("jid" => jid, "args" => args))
+      c.blpop("release:#{jid}", timeout: 30)
+    end
+  end
+end

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import json
+import re
 import socket
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -130,3 +133,70 @@ def test_our_worker_runs_ruby_perform_in_when_due(
                      alive=[worker.process])
     assert [entry["jid"] for entry in run] == [jid]
     assert time.time() - start >= 2
+
+
+def shape(value: str) -> str:
+    """What a Redis hash field holds, as Ruby's readers (`to_i`, `to_f`, `== "true"`) see it."""
+    if re.fullmatch(r"-?\d+", value):
+        return "int"
+    if re.fullmatch(r"-?\d+\.\d+(e[-+]?\d+)?", value):
+        return "float"
+    if value in ("true", "false"):
+        return "bool"
+    return type(json.loads(value)).__name__
+
+
+def json_types(value: dict[str, Any]) -> dict[str, str]:
+    return {key: type(item).__name__ for key, item in value.items()}
+
+
+def test_our_process_and_work_hashes_have_rubys_fields(
+    r: redis.Redis, ruby, ruby_sidekiq, pudding_worker
+) -> None:
+    rb = ruby_sidekiq(queues=["rb"], concurrency=2)
+    py = pudding_worker(queues=["py"], concurrency=2)
+    ruby('RubySlowJob.perform_async("hold")')
+    slow = Client(r).perform_async(SlowJob, "hold")
+    # Ruby beats every 5 s: this waits for its first beat with the job in flight.
+    wait_until(lambda: r.hget(rb.identity, "busy") == "1" and r.hget(py.identity, "busy") == "1",
+               15, "both processes to report their busy job", alive=[rb.process, py.process])
+
+    theirs, ours = r.hgetall(rb.identity), r.hgetall(py.identity)
+    assert set(theirs) <= set(ours)
+    assert {k: shape(v) for k, v in ours.items() if k in theirs} == {
+        k: shape(v) for k, v in theirs.items()
+    }
+    assert ours["quiet"] == "false"
+    their_info, our_info = json.loads(theirs["info"]), json.loads(ours["info"])
+    assert set(their_info) <= set(our_info)
+    assert {k: v for k, v in json_types(our_info).items() if k in their_info} == json_types(
+        their_info
+    )
+    assert our_info["identity"] == py.identity and our_info["labels"] == []
+    for identity in (rb.identity, py.identity):
+        assert 0 < r.ttl(identity) <= 60 and 0 < r.ttl(f"{identity}:workers") <= 60
+
+    # The 6.4.1 Web reads in-flight jobs from `<identity>:workers`: same entry shape as Ruby's.
+    [their_work] = map(json.loads, r.hvals(f"{rb.identity}:workers"))
+    [our_work] = map(json.loads, r.hvals(f"{py.identity}:workers"))
+    assert json_types(our_work) == json_types(their_work) == {
+        "queue": "str", "payload": "str", "run_at": "int",
+    }
+    assert json.loads(our_work["payload"])["jid"] == slow and our_work["queue"] == "py"
+    for job in ran(r, "rb:ran") + ran(r, "py:ran"):
+        r.rpush(f"release:{job['jid']}", "go")
+
+
+def test_ruby_dump_threads_reaches_our_worker(r: redis.Redis, ruby, pudding_worker) -> None:
+    worker = pudding_worker(queues=["py"])
+    slow = Client(r).perform_async(SlowJob, "hold")
+    wait_until(lambda: r.hget(worker.identity, "busy") == "1", 10, "the job to start",
+               alive=[worker.process])
+    ruby("Sidekiq::ProcessSet.new.each(&:dump_threads)")
+    # The TTIN travels through `<identity>-signals` and the next heartbeat; the dump shows
+    # the job's thread waiting in SlowJob.perform.
+    wait_until(lambda: "in perform" in worker.process.log_text()
+               and "pyjobs.py" in worker.process.log_text(), 10,
+               "a thread dump in our log", alive=[worker.process])
+    assert not r.exists(f"{worker.identity}-signals")
+    r.rpush(f"release:{slow}", "go")

@@ -8,12 +8,19 @@ import socket
 
 import pytest
 import redis
-from harness import WebClient, ran, wait_until
+from harness import SidekiqProcess, WebClient, ran, wait_until
 from pyjobs import DoomedJob, EchoJob, FailJob, SlowJob
 
 from pudding.sidekiq.client import Client
 
 pytestmark = pytest.mark.ruby
+
+
+def wait_for_beats(r: redis.Redis, worker: SidekiqProcess, beats: int) -> None:
+    """Let `beats` heartbeats of `worker` pass (at the tests' 0.5 s interval)."""
+    beat = float(r.hget(worker.identity, "beat"))
+    wait_until(lambda: float(r.hget(worker.identity, "beat")) >= beat + 0.5 * beats - 0.1, 10,
+               f"{beats} more heartbeats", alive=[worker.process])
 
 
 def follow_first(web: WebClient, listing: str, section: str) -> str:
@@ -87,10 +94,11 @@ def test_web_quiet_and_stop_buttons_steer_our_worker(
     assert 'label-danger">quiet' in web.get("/busy").body
 
     # Quiet means no more fetching: a new job stays queued across several heartbeats.
+    # (It is pushed a few beats after quiet began: test_quiet_race.py covers jobs that
+    # arrive while the processors are still leaving their last fetch.)
+    wait_for_beats(r, worker, 3)
     jid = Client(r).perform_async(EchoJob, "after-quiet")
-    beat = float(r.hget(worker.identity, "beat"))
-    wait_until(lambda: float(r.hget(worker.identity, "beat")) > beat + 1.5, 10,
-               "three more heartbeats", alive=[worker.process])
+    wait_for_beats(r, worker, 3)
     assert ran(r, "py:ran") == [] and r.llen("queue:py") == 1
     assert worker.identity in r.smembers("processes")
 
@@ -100,3 +108,43 @@ def test_web_quiet_and_stop_buttons_steer_our_worker(
     assert worker.identity not in r.smembers("processes")
     assert worker.identity not in web.get("/busy").body
     assert [job for job in r.lrange("queue:py", 0, -1) if jid in job]
+
+
+def entry_key(web: WebClient, listing: str, section: str, jid: str) -> str:
+    """The `<score>-<jid>` key under which `listing` links the job `jid`."""
+    page = web.get(listing)
+    keys = re.findall(rf'href="/{section}/([^"/]+-{jid})"', page.body)
+    assert keys, f"{listing} does not link {jid}"
+    return html.unescape(keys[0])
+
+
+def test_web_retry_kill_and_delete_buttons_act_on_our_entries(
+    r: redis.Redis, web: WebClient, pudding_worker
+) -> None:
+    worker = pudding_worker(queues=["py"])
+    client = Client(r)
+    jids = {name: client.perform_async(FailJob, name) for name in ("retry", "kill", "delete")}
+    wait_until(lambda: r.zcard("retry") == 3, 20, "3 failures in `retry`", alive=[worker.process])
+
+    def runs(jid: str) -> int:
+        return sum(run["jid"] == jid for run in ran(r, "py:ran"))
+
+    # "Retry Now" on the job's own page: our worker runs it again (and it fails again).
+    page = f"/retries/{entry_key(web, '/retries', 'retries', jids['retry'])}"
+    assert web.post_form(page, {"retry": "Retry Now"}).status == 302
+    wait_until(lambda: runs(jids["retry"]) == 2 and r.zcard("retry") == 3, 20,
+               "the retried job to run and fail again", alive=[worker.process])
+
+    # "Kill" from the list's checkboxes, then "Delete" on the dead job's page.
+    key = entry_key(web, "/retries", "retries", jids["kill"])
+    assert web.post_form("/retries", {"key[]": key, "kill": "Kill"}).status == 302
+    assert r.zcard("dead") == 1 and jids["kill"] in r.zrange("dead", 0, -1)[0]
+    page = f"/morgue/{entry_key(web, '/morgue', 'morgue', jids['kill'])}"
+    assert web.post_form(page, {"delete": "Delete"}).status == 302
+    assert r.zcard("dead") == 0
+
+    page = f"/retries/{entry_key(web, '/retries', 'retries', jids['delete'])}"
+    assert web.post_form(page, {"delete": "Delete"}).status == 302
+    [left] = r.zrange("retry", 0, -1)
+    assert jids["retry"] in left
+    assert runs(jids["kill"]) == runs(jids["delete"]) == 1
