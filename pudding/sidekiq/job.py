@@ -9,7 +9,7 @@ says otherwise, so a Python job can stand in for a Ruby class such as
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -49,17 +49,27 @@ class Job:
 
 
 class Registry:
-    """Job classes by their Sidekiq class name: what a worker process can run."""
+    """Job classes by their Sidekiq class name: what a worker process can run.
 
-    def __init__(self, jobs: Iterable[type[Job]] = ()) -> None:
+    `factory` makes the job object for each run; by default the class is called with
+    no arguments. A program whose jobs need services (clients, settings) passes a
+    factory that hands them over, instead of keeping them in globals.
+    """
+
+    def __init__(
+        self, jobs: Iterable[type[Job]] = (), factory: Callable[[type[Job]], Job] | None = None
+    ) -> None:
         self._jobs: dict[str, type[Job]] = {}
+        self.create: Callable[[type[Job]], Job] = factory or (lambda job_class: job_class())
         for job in jobs:
             self.register(job)
 
     @classmethod
-    def from_modules(cls, names: Iterable[str]) -> Registry:
+    def from_modules(
+        cls, names: Iterable[str], factory: Callable[[type[Job]], Job] | None = None
+    ) -> Registry:
         """Import each module and register every Job subclass it holds."""
-        registry = cls()
+        registry = cls(factory=factory)
         for name in names:
             registry.register_module(importlib.import_module(name))
         return registry

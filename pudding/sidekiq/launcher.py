@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 import structlog
 from redis import Redis, RedisError
@@ -26,6 +27,7 @@ from pudding.sidekiq.stats import Counters
 log = structlog.get_logger("pudding.sidekiq.launcher")
 
 VERSION = "pudding-sidekiq 0.1.0"
+EVENTS = ("startup", "quiet", "shutdown")
 # How long idle processors get to leave a blocking fetch at shutdown.
 HARD_SHUTDOWN_GRACE = 3.0
 
@@ -56,6 +58,18 @@ class Launcher:
             self.quieted.is_set,
         )
         self._beater = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
+        self._hooks: dict[str, list[Callable[[], None]]] = {event: [] for event in EVENTS}
+
+    def on(self, event: str, callback: Callable[[], None]) -> None:
+        """Run `callback` at "startup", "quiet" or "shutdown", like Sidekiq's `config.on`."""
+        self._hooks[event].append(callback)
+
+    def _fire(self, event: str) -> None:
+        for callback in self._hooks[event]:
+            try:
+                callback()
+            except Exception:
+                log.exception("lifecycle hook raised", event=event)
 
     def run(self) -> None:
         """Start everything; the first beat registers our in-flight lists before any fetch."""
@@ -75,6 +89,7 @@ class Launcher:
         for processor in self.processors:
             processor.start()
         self.poller.start()
+        self._fire("startup")
 
     def run_until_stopped(self) -> None:
         """Handle signals (from the OS or the Web) until a stop is done."""
@@ -101,6 +116,7 @@ class Launcher:
             return
         log.info("quiet: no longer accepting new work", identity=self.identity)
         self.quieted.set()
+        self._fire("quiet")
         self._requeue(self.fetch.take_buffered())
 
     def stop(self) -> None:
@@ -109,6 +125,7 @@ class Launcher:
             return
         log.info("shutting down", timeout=self.config.timeout)
         self.quiet()
+        self._fire("shutdown")
         deadline = time.monotonic() + self.config.timeout
         while self._busy() and time.monotonic() < deadline:
             time.sleep(0.1)

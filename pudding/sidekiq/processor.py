@@ -80,7 +80,7 @@ class Processor:
             return
         log.info("start", **context)
         try:
-            instance = job_class()
+            instance = self.registry.create(job_class)
             instance.jid = job.get("jid")
             instance.perform(*job["args"])
         except Exception as exc:

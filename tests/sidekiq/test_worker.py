@@ -139,3 +139,29 @@ def test_stats_count_processed_and_failed(r, start_worker):
     day = time.strftime("%Y-%m-%d", time.gmtime())
     assert r.get(f"stat:processed:{day}") == "4"
     assert r.ttl(f"stat:processed:{day}") > 157_000_000
+
+
+class NeedsService(Job):
+    def __init__(self, service):
+        self.service = service
+
+    def perform(self, value):
+        self.service.append(value)
+
+
+def test_a_factory_hands_services_to_jobs_and_hooks_run(r, redis_url, worker_config):
+    from pudding.sidekiq.job import Registry
+    from pudding.sidekiq.launcher import Launcher
+    from pudding.sidekiq.redis_connection import create_redis
+
+    service: list[str] = []
+    events: list[str] = []
+    registry = Registry([NeedsService], factory=lambda job_class: job_class(service))
+    launcher = Launcher(worker_config, create_redis(redis_url, 10), registry)
+    for event in ("startup", "quiet", "shutdown"):
+        launcher.on(event, lambda event=event: events.append(event))
+    launcher.run()
+    Client(r).perform_async(NeedsService, "hello")
+    wait_for(lambda: service == ["hello"], message="the job to use its service")
+    launcher.stop()
+    assert events == ["startup", "quiet", "shutdown"]
