@@ -40,3 +40,13 @@ class RubySlowJob
     end
   end
 end
+
+# The Ruby twin of pyjobs.DoomedJob: `retry: 0` goes straight to the dead set.
+class RubyDoomedJob
+  include Sidekiq::Worker
+  sidekiq_options queue: "rb", retry: 0, backtrace: true
+
+  def perform(*args)
+    raise "doomed"
+  end
+end

@@ -66,6 +66,29 @@ def test_our_retry_entry_has_the_fields_ruby_writes(
     for entry, source in ((theirs, JOBS_RB), (ours, INTEROP_DIR / "pyjobs.py")):
         assert re.fullmatch(rf"{re.escape(str(source))}:\d+:in `perform'", entry["backtrace"][0])
 
+    # A failed retry adds `retried_at`, and the same keys on both sides again.
+    ruby("ARGS['jids'].each { |jid| Sidekiq::RetrySet.new.find_job(jid).retry }",
+         jids=[theirs["item"]["jid"], jid])
+    wait_until(lambda: all("retried_at" in raw for raw in r.zrange("retry", 0, -1))
+               and r.zcard("retry") == 2, 30, "both retries to fail again",
+               alive=[rb.process, py.process])
+    entries = by_class(ruby(READ_SET, set="RetrySet"))
+    theirs, ours = entries["RubyFailJob"], entries["FailJob"]
+    assert ours["types"] == theirs["types"] and theirs["types"]["retried_at"] == "Float"
+    assert ours["item"]["retry_count"] == theirs["item"]["retry_count"] == 0
+
+    # And the dead set: Ruby's retry-0 job against ours.
+    ruby("RubyDoomedJob.perform_async")
+    Client(r).perform_async(DoomedJob)
+    wait_until(lambda: r.zcard("dead") == 2, 30, "both retry-0 jobs in `dead`",
+               alive=[rb.process, py.process])
+    entries = by_class(ruby(READ_SET, set="DeadSet"))
+    theirs, ours = entries["RubyDoomedJob"], entries["DoomedJob"]
+    assert ours["types"] == theirs["types"]
+    assert ours["item"]["retry"] == theirs["item"]["retry"] == 0
+    assert ours["item"]["error_class"] == theirs["item"]["error_class"] == "RuntimeError"
+    assert ours["item"]["error_message"] == theirs["item"]["error_message"] == "doomed"
+
 
 def test_ruby_retry_kill_and_delete_act_on_our_retry_entries(
     r: redis.Redis, ruby, pudding_worker

@@ -153,8 +153,9 @@ def json_types(value: dict[str, Any]) -> dict[str, str]:
 def test_our_process_and_work_hashes_have_rubys_fields(
     r: redis.Redis, ruby, ruby_sidekiq, pudding_worker
 ) -> None:
-    rb = ruby_sidekiq(queues=["rb"], concurrency=2)
-    py = pudding_worker(queues=["py"], concurrency=2)
+    # Weighted queues: Ruby lists each queue once in `info`, whatever its weight.
+    rb = ruby_sidekiq(queues=["rb,3", "low"], concurrency=2)
+    py = pudding_worker(queues=["py,3", "low"], concurrency=2)
     ruby('RubySlowJob.perform_async("hold")')
     slow = Client(r).perform_async(SlowJob, "hold")
     # Ruby beats every 5 s: this waits for its first beat with the job in flight.
@@ -173,6 +174,7 @@ def test_our_process_and_work_hashes_have_rubys_fields(
         their_info
     )
     assert our_info["identity"] == py.identity and our_info["labels"] == []
+    assert (their_info["queues"], our_info["queues"]) == (["rb", "low"], ["py", "low"])
     for identity in (rb.identity, py.identity):
         assert 0 < r.ttl(identity) <= 60 and 0 < r.ttl(f"{identity}:workers") <= 60
 

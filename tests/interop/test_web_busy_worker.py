@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 import socket
 
@@ -48,8 +49,19 @@ def test_web_renders_every_page_while_our_worker_is_busy(
                and r.hget(worker.identity, "busy") == "1", 20,
                "a retry, a dead job and a busy heartbeat", alive=[worker.process])
 
+    wait_until(lambda: r.get("stat:processed") == "2", 10, "the 2 failures to be counted",
+               alive=[worker.process])
+
     for path in ("/", "/queues", "/retries", "/scheduled", "/morgue"):
         assert web.get(path).status == 200, path
+    stats = web.get("/stats")  # what the dashboard's live counters poll
+    assert stats.status == 200
+    counters = json.loads(stats.body)["sidekiq"]
+    del counters["default_latency"]
+    assert counters == {
+        "processed": 2, "failed": 2, "busy": 1, "processes": 1, "enqueued": 1,
+        "scheduled": 1, "retries": 1, "dead": 1,
+    }
 
     busy = web.get("/busy")
     assert busy.status == 200
@@ -106,6 +118,7 @@ def test_web_quiet_and_stop_buttons_steer_our_worker(
     assert stop.status == 302, stop.body
     assert worker.process.wait(15) == 0
     assert worker.identity not in r.smembers("processes")
+    assert not r.exists(f"{worker.identity}:workers", f"{worker.identity}:work")
     assert worker.identity not in web.get("/busy").body
     assert [job for job in r.lrange("queue:py", 0, -1) if jid in job]
 
