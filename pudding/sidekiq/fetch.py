@@ -127,10 +127,20 @@ class ReliableFetch:
                     stop.wait(1)
                 finally:
                     self._fetching.release()
+            self._requeue_buffered()
             return None
         finally:
             with self._lock:
                 self._waiting -= 1
+
+    def _requeue_buffered(self) -> None:
+        """A quiet process holds no jobs back: what a last fetch brought goes back now."""
+        try:
+            self.requeue(self.take_buffered())
+        except RedisError as error:
+            log.error(
+                "requeue failed; the jobs stay in flight and will be recovered", error=str(error)
+            )
 
     def job_took(self, seconds: float) -> None:
         """Processors report run times; short jobs make prefetching worth it."""
