@@ -72,3 +72,13 @@ class FlakyJob(Job):
         _record(self, args)
         if _redis().incr(f"flaky:{self.jid}") == 1:
             raise RuntimeError("first run fails")
+
+
+class ChargeJob(Job):
+    """Stands in for a Ruby class: Ruby code enqueues `Billing::ChargeJob`, we run it."""
+
+    sidekiq_class = "Billing::ChargeJob"
+    sidekiq_options: ClassVar[dict[str, Any]] = {"queue": "py"}
+
+    def perform(self, *args: Any) -> None:
+        _record(self, args)

@@ -29,18 +29,28 @@ def test_ruby_enqueued_jobs_run_in_our_worker(r: redis.Redis, ruby, pudding_work
           "one" => Sidekiq::Client.push(echo.merge("args" => ARGS["args"])),
           "bulk" => Sidekiq::Client.push_bulk(echo.merge("args" => [[10], [11]])),
           "later" => Sidekiq::Client.push(echo.merge("args" => ["later"], "at" => Time.now.to_f)),
+          # How a Ruby app enqueues: through its own (stub) worker class.
+          "charge" => begin
+            module Billing
+              class ChargeJob
+                include Sidekiq::Worker
+                sidekiq_options queue: "py"
+              end
+            end
+            Billing::ChargeJob.perform_async(250, "EUR")
+          end,
         }
         """,
         args=args,
     )
-    runs = wait_until(lambda: len(ran(r, "py:ran")) == 4 and ran(r, "py:ran"), 30,
-                      "our worker to run the 4 Ruby-enqueued jobs", alive=[worker.process])
-    assert {run["jid"]: run["args"] for run in runs} == {
-        pushed["one"]: args, pushed["bulk"][0]: [10], pushed["bulk"][1]: [11],
-        pushed["later"]: ["later"],
+    runs = wait_until(lambda: len(ran(r, "py:ran")) == 5 and ran(r, "py:ran"), 30,
+                      "our worker to run the 5 Ruby-enqueued jobs", alive=[worker.process])
+    assert {run["jid"]: (run["class"], run["args"]) for run in runs} == {
+        pushed["one"]: ("EchoJob", args), pushed["bulk"][0]: ("EchoJob", [10]),
+        pushed["bulk"][1]: ("EchoJob", [11]), pushed["later"]: ("EchoJob", ["later"]),
+        pushed["charge"]: ("Billing::ChargeJob", [250, "EUR"]),
     }
-    # The scheduled one ran last, and only after our scheduler moved it out of `schedule`.
-    assert runs[-1]["jid"] == pushed["later"]
+    # "later" went to `schedule` (Ruby's client does that for any `at`): our poller moved it.
     assert r.zcard("schedule") == r.zcard("retry") == r.zcard("dead") == r.llen("queue:py") == 0
 
 
