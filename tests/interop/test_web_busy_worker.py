@@ -161,3 +161,22 @@ def test_web_retry_kill_and_delete_buttons_act_on_our_entries(
     [left] = r.zrange("retry", 0, -1)
     assert jids["retry"] in left
     assert runs(jids["kill"]) == runs(jids["delete"]) == 1
+
+
+def test_web_stop_lets_our_running_job_finish_first(
+    r: redis.Redis, web: WebClient, pudding_worker
+) -> None:
+    worker = pudding_worker(queues=["py"], timeout=20)
+    slow = Client(r).perform_async(SlowJob, "finish-me")
+    wait_until(lambda: r.hget(worker.identity, "busy") == "1", 10, "the job to start",
+               alive=[worker.process])
+
+    assert web.post_form("/busy", {"identity": worker.identity, "stop": "1"}).status == 302
+    wait_until(lambda: r.hget(worker.identity, "quiet") == "true", 10,
+               "the stopping process to stop fetching", alive=[worker.process])
+    assert worker.process.poll() is None  # still waiting for its job
+    r.rpush(f"release:{slow}", "go")
+    assert worker.process.wait(15) == 0
+    assert worker.identity not in r.smembers("processes")
+    assert r.get("stat:processed") == "1" and r.get("stat:failed") in (None, "0")
+    assert r.llen("queue:py") == 0 and [run["jid"] for run in ran(r, "py:ran")] == [slow]
