@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,18 +73,18 @@ class Build:
 
     def to_json(self) -> dict[str, Any]:
         """The API's shape: the Go original's keys and order first, then the new ones."""
-        order = (
-            "role", "site", "env", "ami", "instance_id", "name_template", "instance_type",
-            "slack_channel", "count", "queue", "state", "id", "jid", "security_group_id",
-            "error", "created_at", "updated_at",
-        )
-        data = asdict(self)
-        return {**{key: data[key] for key in order}, "history": list(self.history)}
+        return {
+            "role": self.role, "site": self.site, "env": self.env, "ami": self.ami,
+            "instance_id": self.instance_id, "name_template": self.name_template,
+            "instance_type": self.instance_type, "slack_channel": self.slack_channel,
+            "count": self.count, "queue": self.queue, "state": self.state, "id": self.id,
+            "jid": self.jid, "security_group_id": self.security_group_id, "error": self.error,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+            "history": list(self.history),
+        }
 
     def to_hash(self) -> dict[str, str]:
-        return {
-            f.name: str(getattr(self, f.name)) for f in fields(self) if f.name != "history"
-        }
+        return {name: str(getattr(self, name)) for name in _HASH_FIELDS}
 
     @classmethod
     def from_hash(cls, data: dict[str, str], history: list[str]) -> Build:
@@ -96,10 +96,33 @@ class Build:
         )
 
 
+_HASH_FIELDS = tuple(f.name for f in fields(Build) if f.name != "history")
+
+# One round trip, all or nothing: the build, its first history entry, its place in the
+# index and (when ARGV[6] names a queue) its Sidekiq job, unless the id exists already.
+# KEYS: build, history, index[, Sidekiq's "queues", "queue:<name>"]
+# ARGV: retention, score, cutoff score, id, history entry, queue name, job JSON, fields…
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
+if ARGV[6] ~= '' then
+  redis.call('SADD', KEYS[4], ARGV[6])
+  redis.call('LPUSH', KEYS[5], ARGV[7])
+end
+return 1
+"""
+
+
 class BuildStore:
     def __init__(self, redis: Redis, retention: int = DEFAULT_RETENTION) -> None:
         self.redis = redis
         self.retention = retention
+        self._create = redis.register_script(_CREATE)
 
     def get(self, build_id: str) -> Build | None:
         with self.redis.pipeline(transaction=False) as pipe:
@@ -115,28 +138,21 @@ class BuildStore:
         job exactly once however often the same id is posted.
         """
         now = timestamp()
-        created = replace(build, state=PENDING, created_at=now, updated_at=now,
-                          history=({"state": PENDING, "at": now},))
+        entry = {"state": PENDING, "at": now}
+        keys = [build_key(build.id), history_key(build.id), INDEX_KEY]
+        score = time.time()
+        args: list[Any] = [self.retention, score, score - self.retention, build.id,
+                           json.dumps(entry), "", ""]
         if job is not None:
-            job = normalize(job)
-            created = replace(created, jid=job["jid"])
-
-        def write(pipe: Pipeline) -> Build | None:
-            if pipe.exists(build_key(build.id)):
-                return None
-            pipe.multi()
-            pipe.hset(build_key(build.id), mapping=created.to_hash())
-            pipe.rpush(history_key(build.id), json.dumps(created.history[0]))
-            self._expire(pipe, build.id)
-            pipe.zadd(INDEX_KEY, {build.id: time.time()})
-            pipe.zremrangebyscore(INDEX_KEY, "-inf", time.time() - self.retention)
-            if job is not None:
-                _push(pipe, job)
-            return created
-
-        stored = self.redis.transaction(write, build_key(build.id), value_from_callable=True)
-        if stored is not None:
-            return stored, True
+            # What pudding.sidekiq's Client writes for an immediate job.
+            job = {**normalize(job), "enqueued_at": payload.now()}
+            keys += ["queues", f"queue:{job['queue']}"]
+            args[5:7] = [job["queue"], payload.dump(job)]
+        created = replace(build, state=PENDING, created_at=now, updated_at=now,
+                          jid=job["jid"] if job else build.jid, history=(entry,))
+        args += [item for pair in created.to_hash().items() for item in pair]
+        if self._create(keys=keys, args=args):
+            return created, True
         existing = self.get(build.id)
         if existing is None:  # expired between the check and the read: a fresh start
             return self.create(build, job)
@@ -196,9 +212,3 @@ class BuildStore:
         pipe.expire(build_key(build_id), self.retention)
         pipe.expire(history_key(build_id), self.retention)
 
-
-def _push(pipe: Pipeline, job: dict[str, Any]) -> None:
-    """What pudding.sidekiq's Client writes for one immediate job, inside our transaction."""
-    job["enqueued_at"] = payload.now()
-    pipe.sadd("queues", job["queue"])
-    pipe.lpush(f"queue:{job['queue']}", payload.dump(job))

@@ -108,7 +108,8 @@ def build_from_request(
         errors.append("slack_channel must be at most 80 characters")
     template = value["name_template"] or DEFAULT_NAME_TEMPLATE
     try:
-        check_name_template(template, {**value, "count": count})
+        if template != DEFAULT_NAME_TEMPLATE:
+            check_name_template(template, {**value, "count": count})
     except NameTemplateError as error:
         errors.append(f"name_template is invalid: {error}")
     if errors:

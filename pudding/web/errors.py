@@ -16,10 +16,10 @@ log = structlog.get_logger("pudding.web")
 
 
 def render(resp: falcon.Response, body: Any, status: int = 200) -> None:
-    """Write `body` as the Go original did: JSON:API type, 2-space indent, final newline."""
+    """Write `body` as JSON (UTF-8, one line and a newline) with the JSON:API type."""
     resp.status = status
     resp.content_type = JSONAPI
-    resp.text = json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+    resp.text = json.dumps(body, ensure_ascii=False) + "\n"
 
 
 def error_body(*details: str) -> dict[str, list[dict[str, str]]]:
@@ -37,7 +37,7 @@ class ValidationFailed(falcon.HTTPBadRequest):
 def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
     details = getattr(error, "details", None) or [error.description or error.title]
     resp.content_type = JSONAPI
-    resp.text = json.dumps(error_body(*details), indent=2, ensure_ascii=False) + "\n"
+    resp.text = json.dumps(error_body(*details), ensure_ascii=False) + "\n"
 
 
 class UnexpectedErrors:

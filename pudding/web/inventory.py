@@ -2,29 +2,60 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Hashable
+from typing import Any
+
 import falcon
 
 from pudding.config import WebConfig
 from pudding.jobs.names import INSTANCE_TERMINATION_JOB
 from pudding.sidekiq.client import Client
 from pudding.store.cache import Cache
-from pudding.web.errors import render
+from pudding.web.errors import JSONAPI, render
 
 INSTANCE_FILTERS = ("env", "site", "role", "queue")
+
+
+class RenderedLists:
+    """Bodies rendered from one cache snapshot, by filter.
+
+    The cache hands back the very same tuple until the worker writes a new generation,
+    so each (snapshot, filter) body is rendered once, not on every request.
+    """
+
+    MAX_BODIES = 64
+
+    def __init__(self) -> None:
+        self._memo: tuple[Any, dict[Hashable, str]] = (None, {})
+
+    def body(self, snapshot: Any, key: Hashable, render: Callable[[], Any]) -> str:
+        memo = self._memo
+        if memo[0] is not snapshot:
+            memo = self._memo = (snapshot, {})
+        bodies = memo[1]
+        text = bodies.get(key)
+        if text is None:
+            if len(bodies) >= self.MAX_BODIES:
+                bodies.clear()
+            text = bodies[key] = json.dumps(render(), ensure_ascii=False) + "\n"
+        return text
 
 
 class Instances:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
+        self.rendered = RenderedLists()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        wanted = {name: req.get_param(name) for name in INSTANCE_FILTERS if req.get_param(name)}
-        instances = [
-            instance.to_json()
-            for instance in self.cache.instances()
-            if all(getattr(instance, name) == value for name, value in wanted.items())
-        ]
-        render(resp, {"instances": instances})
+        wanted = tuple((name, req.get_param(name)) for name in INSTANCE_FILTERS
+                       if req.get_param(name))
+        instances = self.cache.instances()
+        resp.content_type = JSONAPI
+        resp.text = self.rendered.body(instances, wanted, lambda: {"instances": [
+            instance.to_json() for instance in instances
+            if all(getattr(instance, name) == value for name, value in wanted)
+        ]})
 
 
 class Instance:
@@ -56,15 +87,16 @@ class Instance:
 class Images:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
+        self.rendered = RenderedLists()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """`active=true` keeps active images, any other value inactive ones."""
         active = req.get_param("active")
         role = req.get_param("role")
-        images = [
-            image.to_json()
-            for image in self.cache.images()
+        images = self.cache.images()
+        resp.content_type = JSONAPI
+        resp.text = self.rendered.body(images, (active, role), lambda: {"images": [
+            image.to_json() for image in images
             if (not active or image.active == (active == "true"))
             and (not role or image.role == role)
-        ]
-        render(resp, {"images": images})
+        ]})
