@@ -195,6 +195,8 @@ def test_our_process_and_work_hashes_have_rubys_fields(
         "queue": "str", "payload": "str", "run_at": "int",
     }
     assert json.loads(our_work["payload"])["jid"] == slow and our_work["queue"] == "py"
+    # Webs from 6.4.2 on read `<identity>:work` instead; ours carries the same entries.
+    assert r.hgetall(f"{py.identity}:work") == r.hgetall(f"{py.identity}:workers")
     for job in ran(r, "rb:ran") + ran(r, "py:ran"):
         r.rpush(f"release:{job['jid']}", "go")
 
