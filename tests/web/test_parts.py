@@ -1,0 +1,166 @@
+"""The pieces the API is made of and the workers reuse: config, stores, templates, Slack."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from pudding.config import (
+    ConfigError,
+    RedisSettings,
+    SlackSettings,
+    WebConfig,
+    default_addr,
+    parse_addr,
+    redis_url_from_env,
+)
+from pudding.slack import SlackNotifier, normalize_channel
+from pudding.store.builds import Build, BuildStore, UnknownBuild
+from pudding.store.cache import Cache, Image, Instance
+from pudding.templates import (
+    DEFAULT_NAME_TEMPLATE,
+    NameTemplateError,
+    check_name_template,
+    name_context,
+    render_name,
+)
+
+
+def test_redis_url_resolution():
+    assert redis_url_from_env({}) == "redis://localhost:6379/0"
+    assert redis_url_from_env({"REDIS_URL": "redis://a/1"}) == "redis://a/1"
+    env = {"REDIS_PROVIDER": "REDISGREEN_URL", "REDISGREEN_URL": "redis://g/2",
+           "REDIS_URL": "redis://a/1"}
+    assert redis_url_from_env(env) == "redis://g/2"
+    assert redis_url_from_env({**env, "REDISGREEN_URL": ""}) == "redis://a/1"
+
+
+def test_listen_addresses():
+    assert default_addr({}) == ":42151" and default_addr({"PORT": "5000"}) == ":5000"
+    assert parse_addr(":5000") == ("0.0.0.0", 5000)
+    assert parse_addr("127.0.0.1:80") == ("127.0.0.1", 80)
+    assert parse_addr("[::1]:80") == ("::1", 80)
+    for bad in ("nope", "host:port", ":99999"):
+        with pytest.raises(ConfigError):
+            parse_addr(bad)
+
+
+def test_config_needs_a_token():
+    with pytest.raises(ConfigError, match="no auth token"):
+        WebConfig(auth_token="")
+    assert WebConfig(auth_token="t").redis.url == "redis://localhost:6379/0"
+
+
+def test_the_web_redis_client_uses_the_urls_database(redis_server):
+    client = RedisSettings(url=redis_server.url(3)).client()
+    client.set("where", "three")
+    assert client.connection_pool.connection_kwargs["db"] == 3
+    assert client.connection_pool.connection_kwargs["socket_timeout"] == 1.0
+    client.delete("where")
+
+
+def build(**changes) -> Build:
+    return Build(**{"id": str(uuid.uuid4()), "site": "org", "env": "test", "queue": "docker",
+                    "instance_type": "c3.4xlarge", "count": 2, **changes})
+
+
+def test_build_store_round_trip_and_worker_updates(r):
+    store = BuildStore(r)
+    created, new = store.create(build(ami="ami-12345678"))
+    assert new and created.state == "pending" and created.created_at.endswith("Z")
+    assert store.get(created.id) == created
+    assert 0 < r.ttl(f"pudding:instance-build:{created.id}") <= 30 * 24 * 3600
+
+    updated = store.update(created.id, security_group_id="sg-1")
+    assert updated.security_group_id == "sg-1" and updated.state == "pending"
+    started = store.transition(created.id, "started", instance_id="i-1")
+    failed = store.transition(created.id, "failed", error="boom")
+    assert (started.instance_id, failed.error, failed.count) == ("i-1", "boom", 2)
+    assert [(h["state"], h.get("error")) for h in failed.history] == [
+        ("pending", None), ("started", None), ("failed", "boom")]
+    assert store.recent() == [failed]
+
+
+def test_build_store_refuses_bad_changes(r):
+    store = BuildStore(r)
+    created, _ = store.create(build())
+    with pytest.raises(ValueError):
+        store.update(created.id, state="finished")
+    with pytest.raises(ValueError):
+        store.update(created.id, id="other")
+    with pytest.raises(ValueError):
+        store.transition(created.id, "exploded")
+    missing = str(uuid.uuid4())
+    with pytest.raises(UnknownBuild):
+        store.transition(missing, "started")
+    with pytest.raises(UnknownBuild):
+        store.update(missing, error="x")
+    assert not r.exists(f"pudding:instance-build:{missing}")
+
+
+def test_create_is_once_per_id_and_pushes_the_job_with_it(r):
+    store = BuildStore(r)
+    first = build()
+    job = {"class": "Pudding::InstanceBuildJob", "args": [first.id], "queue": "instance-builds"}
+    stored, new = store.create(first, job)
+    again, new_again = store.create(build(id=first.id, count=9), job)
+    assert new and not new_again and again == stored and again.count == 2
+    [raw] = r.lrange("queue:instance-builds", 0, -1)
+    pushed = json.loads(raw)
+    assert pushed["jid"] == stored.jid and pushed["args"] == [first.id]
+    assert pushed["retry"] is True and isinstance(pushed["enqueued_at"], float)
+    assert r.smembers("queues") == {"instance-builds"}
+
+
+def test_cache_reads_are_reused_until_the_next_write(r):
+    writer, reader = Cache(r), Cache(r)
+    writer.store_instances([Instance(id="i-1"), Instance(id="i-2")])
+    first = reader.instances()
+    assert reader.instances() is first
+    writer.remove_instance("i-1")
+    assert [i.id for i in reader.instances()] == ["i-2"]
+    writer.store_images([Image("ami-1", active=True)])
+    assert reader.images() == (Image("ami-1", active=True),)
+    r.delete("pudding:images:generation")  # e.g. the Go worker wrote: no reuse, fresh reads
+    r.delete("pudding:image:ami-1")
+    assert reader.images() == ()
+
+
+def test_name_templates():
+    fields = {"site": "org", "env": "staging", "queue": "docker", "count": 4}
+    context = name_context(fields, "i-abcd1234")
+    assert render_name(DEFAULT_NAME_TEMPLATE, context) == "travis-org-staging-docker-abcd1234"
+    assert render_name("{{ site }}-{{ Count * 2 }}-{{- .Env -}}", context) == "org-8-staging"
+    for bad, reason in [("{{ nope }}", "'nope' is undefined"),
+                        ("{{ 'x' * 300 }}", "repeats a string beyond the name length"),
+                        ("{{ 2 ** 64 }}", "** is not allowed"),
+                        ("{% for i in range(10**1) %}{% endfor %}", "** is not allowed"),
+                        ("{{ range(200000) | list | length }}", "Range too big"),
+                        ("x" * 600, "longer than 512 characters"),
+                        ("{{ site * 100 }}", "repeats a string")]:
+        with pytest.raises(NameTemplateError, match=reason.replace("*", r"\*")):
+            check_name_template(bad, fields)
+
+
+def test_slack_channel_and_configuration(slack):
+    assert [normalize_channel(c) for c in ("general", "#general", "", "@bob", " ops ")] == [
+        "#general", "#general", "", "@bob", "#ops"]
+    assert not SlackNotifier(SlackSettings()).notify("#x", "nothing to send")
+    hubot = SlackSettings(team="acme", token="t0k")
+    assert hubot.endpoint() == "https://acme.slack.com/services/hooks/hubot?token=t0k"
+
+    notifier = SlackNotifier(SlackSettings(webhook_url=slack.url, timeout=0.5))
+    assert notifier.notify("general", "hello")
+    assert slack.received[0] == {"path": "/services/T0/B0/secret", "channel": "#general",
+                                 "text": "hello", "username": "travisbot",
+                                 "icon_emoji": ":travis:"}
+    assert notifier.notify("", "to the hook's own channel")
+    assert "channel" not in slack.received[1]
+    slack.status = 500
+    assert not notifier.notify("#x", "refused")
+    slack.status, slack.delay = 200, 2
+    assert not notifier.notify("#x", "too slow")
+    unreachable = SlackNotifier(SlackSettings(webhook_url="http://127.0.0.1:9/hook"))
+    assert not unreachable.notify("#x", "nobody there")
