@@ -15,6 +15,9 @@ from pudding.web.root import KABOOM
 
 from .conftest import AUTH, TOKEN
 
+BUILD = ('{"instance_builds": {"site": "org", "env": "test", "queue": "q", '
+         '"instance_type": "c3.large", "count": 1}}')
+
 
 def test_kaboom_is_a_json_500_without_a_traceback_and_serving_goes_on(client):
     result = client.simulate_post("/kaboom", headers={**AUTH, "Accept-Encoding": "gzip"})
@@ -51,10 +54,7 @@ def test_redis_down_is_503_fast_and_the_app_recovers(private_redis):
     for method, path in [("GET", "/instances"), ("POST", "/instance-builds"),
                          ("GET", "/init-scripts/00000000-0000-4000-8000-000000000000")]:
         started = time.monotonic()
-        result = client.simulate_request(
-            method, path, headers=AUTH,
-            body='{"instance_builds": {"site": "org", "env": "test", "queue": "q", '
-                 '"instance_type": "c3.large", "count": 1}}')
+        result = client.simulate_request(method, path, headers=AUTH, body=BUILD)
         assert time.monotonic() - started < 2
         assert result.status_code == 503
         assert result.json == {"errors": [{"details": "redis is unavailable, try again shortly"}]}
@@ -65,8 +65,10 @@ def test_redis_down_is_503_fast_and_the_app_recovers(private_redis):
     assert basic.status_code == 503
     assert client.simulate_get("/").status_code == 200
 
-    private_redis.start()
+    private_redis.start()  # empty: no data, no loaded scripts
     assert client.simulate_get("/instances", headers=AUTH).status_code == 200
+    created = client.simulate_post("/instance-builds", headers=AUTH, body=BUILD)
+    assert created.status_code == 202
 
 
 def test_a_hung_redis_is_503_within_2_seconds(private_redis):
