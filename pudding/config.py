@@ -7,7 +7,9 @@ worker config can reuse them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -96,6 +98,69 @@ class WebConfig:
             raise ConfigError("the maximum build count must be at least 1")
         if self.max_body_bytes < 1024:
             raise ConfigError("the request body limit must be at least 1024 bytes")
+
+
+_AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The pudding worker's own settings (the job engine's are `pudding.sidekiq.WorkerConfig`).
+
+    `init_script_template` and `meta_yml` are the texts, already read from their file or
+    compressed env var; `meta_yml` may be empty (no instance YML is generated then).
+    """
+
+    web_hostname: str
+    instance_rsa: str = field(repr=False)
+    init_script_template: str = field(default="", repr=False)
+    meta_yml: str = field(default="", repr=False)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    queues: QueueNames = field(default_factory=QueueNames)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    aws_region: str = "us-east-1"
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = field(default="", repr=False)
+    # Who may reach the instances' SSH port; empty: nobody (no ingress rule at all).
+    ssh_cidr: str = "0.0.0.0/0"
+    mini_worker_interval: float = 30.0
+    instance_expiry: int = 90
+    image_expiry: int = 90
+    init_script_ttl: int = 600
+
+    def __post_init__(self) -> None:
+        url = urlsplit(self.web_hostname)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(
+                f"the web hostname must be the API's public URL with its scheme, like "
+                f"https://pudding.example.com, not {self.web_hostname!r}"
+            )
+        if url.username or url.password or url.query or url.fragment:
+            raise ConfigError("the web hostname must not carry credentials, a query or a fragment")
+        if not self.instance_rsa.strip():
+            raise ConfigError(
+                "missing instance RSA key: pass --instance-rsa FILE, set INSTANCE_RSA or "
+                "PUDDING_INSTANCE_RSA (gzip + base64), or put a file instance_rsa in the "
+                "working directory"
+            )
+        if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+            raise ConfigError("give both the AWS access key id and its secret, or neither")
+        if not _AWS_REGION.fullmatch(self.aws_region):
+            raise ConfigError(f"{self.aws_region!r} is not an AWS region name like us-east-1")
+        if self.ssh_cidr:
+            try:
+                ipaddress.ip_network(self.ssh_cidr)
+            except ValueError as error:
+                raise ConfigError(f"bad SSH CIDR {self.ssh_cidr!r}: {error}") from None
+        if self.mini_worker_interval <= 0:
+            raise ConfigError("the mini-worker interval must be more than 0 seconds")
+        if min(self.instance_expiry, self.image_expiry) <= self.mini_worker_interval:
+            raise ConfigError(
+                "the instance and image expiries must be longer than the mini-worker "
+                "interval, or the cache empties between two syncs"
+            )
+        if self.init_script_ttl < 60:
+            raise ConfigError("the init-script expiry must be at least 60 seconds")
 
 
 def redis_url_from_env(environ: Mapping[str, str] = os.environ) -> str:
