@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import urllib.error
 import urllib.request
@@ -31,15 +30,6 @@ PROCESSES = pytest.StashKey[list[ManagedProcess]]()
 
 # Shorter than the engine's 5 s defaults, so that beats, signals and polls show up fast.
 PUDDING_TEST_ENV = {"SIDEKIQ_HEARTBEAT_INTERVAL": "0.5", "SIDEKIQ_POLL_INTERVAL_AVERAGE": "0.5"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    missing = [tool for tool in ("ruby", "sidekiq", "rackup") if shutil.which(tool) is None]
-    if missing:
-        skip = pytest.mark.skip(reason=f"Ruby Sidekiq tools missing: {', '.join(missing)}")
-        for item in items:
-            if item.get_closest_marker("ruby"):
-                item.add_marker(skip)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -6,7 +6,6 @@ import http.cookiejar
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -94,9 +93,6 @@ class ManagedProcess:
 
     def poll(self) -> int | None:
         return self.popen.poll()
-
-    def send_signal(self, sig: signal.Signals) -> None:
-        self.popen.send_signal(sig)
 
     def wait(self, timeout: float) -> int:
         return self.popen.wait(timeout)
