@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "jobs-test-token-5e2a"
 AUTH = {"Authorization": f"token {TOKEN}"}
 REGION = "us-east-1"
+STOCK_AMI = "ami-12c6146b"
 INSTANCE_RSA = "-----BEGIN RSA PRIVATE KEY-----\nMIIfake\n-----END RSA PRIVATE KEY-----"
 
 # A meta YML of the original's shape (spec 6.5), for both sites' staging and org's prod.
@@ -108,16 +109,26 @@ def wait_for(
 
 
 class MotoServer:
-    """moto's AWS stand-in in server mode, as a child process on a free port."""
+    """moto's AWS stand-in in server mode, as a child process on a free port.
+
+    Without its ~1300 stock images, which take seconds to load after every reset; moto
+    does not check the AMI of RunInstances, so `STOCK_AMI` stands in for one.
+    """
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            env={**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for(self._up, timeout=30, message="moto server")
+        # One client for the session: making one costs a good part of a second.
+        self.client = boto3.client(
+            "ec2", region_name=REGION, endpoint_url=self.url,
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )
 
     def _up(self) -> bool:
         if self.process.poll() is not None:
@@ -162,8 +173,8 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[st
 
 
 @pytest.fixture
-def ec2_client(aws_env: dict[str, str]) -> Any:
-    return boto3.client("ec2", region_name=REGION)
+def ec2_client(moto_server: MotoServer, aws_env: dict[str, str]) -> Any:
+    return moto_server.client
 
 
 def create_image(ec2_client: Any, instance_id: str, name: str, tags: dict[str, str]) -> str:
@@ -181,8 +192,7 @@ def create_image(ec2_client: Any, instance_id: str, name: str, tags: dict[str, s
 def images(ec2_client: Any) -> dict[str, str]:
     """This account's images: for role `worker` an old active one, the newest active one,
     a newer one tagged active=false and one without `active`; one for role `web`."""
-    base = ec2_client.describe_images()["Images"][0]["ImageId"]
-    seed = ec2_client.run_instances(ImageId=base, MinCount=1, MaxCount=1)["Instances"][0]
+    seed = ec2_client.run_instances(ImageId=STOCK_AMI, MinCount=1, MaxCount=1)["Instances"][0]
     made = {}
     for key, name, tags in [
         ("old", "worker-2014-01", {"role": "worker", "active": ""}),
@@ -250,8 +260,8 @@ def settings(redis_url: str, slack: SlackStandIn) -> WorkerSettings:
 
 
 @pytest.fixture
-def services(settings: WorkerSettings, aws_env: dict[str, str]) -> Services:
-    return Services.create(settings, EC2.connect(REGION))
+def services(settings: WorkerSettings, ec2_client: Any) -> Services:
+    return Services.create(settings, EC2(ec2_client))
 
 
 def build_instances(ec2_client: Any, build_id: str) -> list[dict[str, Any]]:
