@@ -64,6 +64,7 @@ MIN_IDLE_BACKOFF = 0.01
 RECOVERY_LOCK_TTL = 60
 # Average job run time under which a fetch also takes jobs for later.
 PREFETCH_BELOW = 0.005
+PREFETCH_MIN = 20
 MAX_IDLE_BACKOFF = 1.0
 
 
@@ -149,10 +150,12 @@ class ReliableFetch:
     def _prefetch(self) -> int:
         """Extra jobs to take with a fetch, beyond one per idle processor.
 
-        Only while jobs are short: then a prefetched job waits a few milliseconds
-        at most, and the round trips saved dominate. Long jobs are never held back.
+        Only while jobs are short: then a prefetched job waits ~0.1 s at most, and
+        the round trips saved dominate. Long jobs are never held back.
         """
-        return self.config.concurrency if self._job_seconds < PREFETCH_BELOW else 0
+        if self._job_seconds >= PREFETCH_BELOW:
+            return 0
+        return max(self.config.concurrency, PREFETCH_MIN)
 
     def ack(self, work: UnitOfWork) -> None:
         """The job is done; it leaves the in-flight list with the next fetch or flush."""
