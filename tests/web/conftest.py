@@ -173,13 +173,21 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 class ServerProcess:
     """bin/pudding-server as a child process, its output in a file."""
 
-    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, log_path: Path, env: dict[str, str], listen_via: str) -> None:
+        """`listen_via` says how the port is given: the `--addr` flag, `PUDDING_ADDR`,
+        or `PORT` (then on all interfaces)."""
         self.port = free_port()
         self.log_path = log_path
         self.log = log_path.open("wb")
+        args, env = [], {k: v for k, v in {**os.environ, **env}.items()
+                         if k not in ("PORT", "PUDDING_ADDR")}
+        if listen_via == "--addr":
+            args = ["--addr", f"127.0.0.1:{self.port}"]
+        else:
+            env[listen_via] = str(self.port) if listen_via == "PORT" else f"127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [str(ROOT / "bin" / "pudding-server"), "--addr", f"127.0.0.1:{self.port}"],
-            env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+            [str(ROOT / "bin" / "pudding-server"), *args],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
         deadline = time.monotonic() + 20
         while True:
@@ -209,8 +217,8 @@ class ServerProcess:
 def start_server(tmp_path: Path) -> Iterator[Any]:
     started: list[ServerProcess] = []
 
-    def start(**env: str) -> ServerProcess:
-        server = ServerProcess(tmp_path / f"server-{len(started)}.log", env)
+    def start(listen_via: str = "--addr", **env: str) -> ServerProcess:
+        server = ServerProcess(tmp_path / f"server-{len(started)}.log", env, listen_via)
         started.append(server)
         return server
 

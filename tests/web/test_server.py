@@ -108,6 +108,14 @@ def test_sigterm_stops_gracefully(server):
     assert server.process.wait(15) == 0
 
 
+@pytest.mark.parametrize("listen_via", ["PORT", "PUDDING_ADDR"])
+def test_the_port_from_the_environment(start_server, redis_url, listen_via):
+    server = start_server(listen_via, PUDDING_AUTH_TOKEN=TOKEN, PUDDING_REDIS_URL=redis_url)
+    assert call(server, "GET", "/instances")[0] == 200
+    server.process.terminate()
+    assert server.process.wait(15) == 0
+
+
 def test_one_json_access_line_per_request_and_no_secrets(server, r):
     build_id = "6f0c1f5a-7a8f-4f1e-9a4b-2b2f6b0b8f3e"
     InitScripts(r).store(build_id, b"echo hi\n", "one-time-Pa55word")
