@@ -28,6 +28,7 @@ log = structlog.get_logger("pudding.sidekiq.launcher")
 
 VERSION = "pudding-sidekiq 0.1.0"
 EVENTS = ("startup", "quiet", "shutdown")
+SIGNAL_POLL = 0.2
 # How long idle processors get to leave a blocking fetch at shutdown.
 HARD_SHUTDOWN_GRACE = 3.0
 
@@ -94,7 +95,13 @@ class Launcher:
     def run_until_stopped(self) -> None:
         """Handle signals (from the OS or the Web) until a stop is done."""
         while not self.stopped.is_set():
-            self.handle(self.signals.get())
+            # A timeout, because the kernel may deliver a signal to another thread:
+            # its Python handler then runs only once this thread executes bytecode.
+            try:
+                name = self.signals.get(timeout=SIGNAL_POLL)
+            except queue.Empty:
+                continue
+            self.handle(name)
 
     def signal(self, name: str) -> None:
         """Safe to call from a signal handler."""
