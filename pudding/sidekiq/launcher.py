@@ -19,7 +19,7 @@ from pudding.sidekiq.config import WorkerConfig
 from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
 from pudding.sidekiq.heartbeat import Heartbeat, identity_info
 from pudding.sidekiq.job import Registry
-from pudding.sidekiq.processor import Processor
+from pudding.sidekiq.processor import ErrorHandler, Processor
 from pudding.sidekiq.retry import JobRetry
 from pudding.sidekiq.scheduled import Poller
 from pudding.sidekiq.stats import Counters
@@ -41,10 +41,19 @@ class Launcher:
         self.stopped = threading.Event()
         self.signals: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.counters = Counters()
+        self.error_handlers: list[ErrorHandler] = []
         self.fetch = ReliableFetch(redis, config, self.identity)
         retry = JobRetry(redis, config, self.fetch)
         self.processors = [
-            Processor(_base36(n + 1), self.fetch, retry, registry, self.counters, self.quieted)
+            Processor(
+                _base36(n + 1),
+                self.fetch,
+                retry,
+                registry,
+                self.counters,
+                self.quieted,
+                self.error_handlers,
+            )
             for n in range(config.concurrency)
         ]
         self.poller = Poller(redis, config, self.fetch, self.quieted)

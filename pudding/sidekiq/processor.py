@@ -18,6 +18,10 @@ from pudding.sidekiq.stats import Counters
 
 log = structlog.get_logger("pudding.sidekiq.processor")
 
+# Called with the exception and the job's jid, class, queue, args and retry_count
+# (Sidekiq's `error_handlers`), e.g. to report failures to an error tracker.
+ErrorHandler = Callable[[Exception, dict[str, Any]], None]
+
 
 class Processor:
     def __init__(
@@ -28,10 +32,12 @@ class Processor:
         registry: Registry,
         counters: Counters,
         quiet: threading.Event,
+        error_handlers: list[ErrorHandler],
     ) -> None:
         self.tid = tid
         self.fetch, self.retry, self.registry, self.counters = fetch, retry, registry, counters
         self.quiet = quiet
+        self.error_handlers = error_handlers
         self.lock = threading.Lock()
         self.current: tuple[UnitOfWork, int] | None = None
         self.abandoned = False
@@ -85,6 +91,9 @@ class Processor:
             instance.perform(*job["args"])
         except Exception as exc:
             elapsed = round(time.monotonic() - started, 6)
+            self._report(
+                exc, {**context, "args": job["args"], "retry_count": job.get("retry_count")}
+            )
             went = self._outcome(
                 work, partial(self.retry.failed, work, job, job_class, exc), failed=True
             )
@@ -101,6 +110,13 @@ class Processor:
         self.fetch.job_took(elapsed)
         self._outcome(work, partial(self.fetch.ack, work))
         log.info("done", elapsed=round(elapsed, 6), **context)
+
+    def _report(self, exc: Exception, context: dict[str, Any]) -> None:
+        for handler in self.error_handlers:
+            try:
+                handler(exc, context)
+            except Exception:
+                log.exception("error handler raised")
 
     def _outcome(self, work: UnitOfWork, record: Callable[[], Any], failed: bool = False) -> Any:
         """Write the outcome unless a hard shutdown already requeued this job."""

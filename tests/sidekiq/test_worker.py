@@ -83,6 +83,25 @@ def test_failed_job_is_retried_by_the_poller_then_dies(r, start_worker):
     wait_for(lambda: Stats.read(r).failed == 2 and Stats.read(r).processed == 2, message="stats")
 
 
+def test_error_handlers_hear_of_failures(r, redis_url, worker_config):
+    from pudding.sidekiq.job import Registry
+    from pudding.sidekiq.launcher import Launcher
+    from pudding.sidekiq.redis_connection import create_redis
+
+    reports = []
+    launcher = Launcher(worker_config, create_redis(redis_url, 10), Registry([Fails]))
+    launcher.error_handlers.append(lambda exc, context: reports.append((str(exc), context)))
+    launcher.run()
+    try:
+        jid = Client(r).perform_async(Fails)
+        wait_for(lambda: reports, message="an error report")
+    finally:
+        launcher.stop()
+    [(message, context)] = reports
+    assert message == "nope" and context["jid"] == jid and context["class"] == "Fails"
+    assert context["queue"] == "default" and context["args"] == []
+
+
 def test_scheduled_job_runs_when_due(r, start_worker):
     start_worker(Record)
     jid = Client(r).perform_in(0.5, Record, "later")
