@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 
 from pudding.aws.ec2 import EC2, NoCredentials
 from pudding.config import (
@@ -41,8 +40,6 @@ from pudding.sidekiq.launcher import Launcher
 
 CRASH_SWITCH = "PUDDING_TEST_CRASH_AT"
 
-log = structlog.get_logger("pudding.jobs")
-
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -65,7 +62,8 @@ def crash_switch(environ: Mapping[str, str]) -> Callable[[str], None] | None:
 
     def checkpoint(done: str) -> None:
         if done == step:
-            log.warning("crash switch: killing this process", after=step)
+            # Logs go out through a thread that SIGKILL cuts short: write directly.
+            os.write(2, f"{CRASH_SWITCH}: killing this process after {step}\n".encode())
             os.kill(os.getpid(), signal.SIGKILL)
 
     return checkpoint

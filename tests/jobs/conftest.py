@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
@@ -415,3 +416,36 @@ def start_worker(
     for process in started:
         process.stop()
 
+
+
+def without_userinfo(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its `user:password@`, and the basic-auth header that carries them."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    credentials = base64.b64encode(f"{parts.username}:{parts.password}".encode()).decode()
+    return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {credentials}"}
+
+
+def post_build(api: Api, **fields: Any) -> dict[str, Any]:
+    body = {"site": "org", "env": "staging", "queue": "docker", "instance_type": "c3.2xlarge",
+            "count": 4, **fields}
+    status, raw = api.request("POST", "/instance-builds", {"instance_builds": body})
+    assert status == 202, raw
+    return json.loads(raw)["instance_builds"][0]
+
+
+def get_build(api: Api, build_id: str) -> dict[str, Any]:
+    return api.json("GET", f"/instance-builds/{build_id}")["instance_builds"][0]
+
+
+def wait_for_state(api: Api, build_id: str, state: str, timeout: float = 30) -> dict[str, Any]:
+    return wait_for(
+        lambda: (build := get_build(api, build_id))["state"] == state and build,
+        timeout=timeout, message=f"build {build_id} to be {state}",
+    )
+
+
+def include_url(ec2_client: Any, instance_id: str) -> str:
+    data = user_data(ec2_client, instance_id)
+    assert data.startswith("#include ") and data.endswith("\n"), data
+    return data.removeprefix("#include ").strip()
