@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from pudding.config import SlackSettings
 from pudding.jobs.builds import (
     STEPS,
     BuildStepFailed,
@@ -14,6 +15,7 @@ from pudding.jobs.builds import (
     build_urls,
 )
 from pudding.jobs.services import bind
+from pudding.slack import SlackNotifier
 from pudding.store.builds import FAILED, FINISHED, PENDING, STARTED, Build
 from pudding.store.init_scripts import auth_key, script_key
 
@@ -175,3 +177,13 @@ def test_the_stored_script_expires(services, images, r):
     ttl = services.settings.init_script_ttl
     assert 0 < r.ttl(script_key(build.id)) <= ttl
     assert 0 < r.ttl(auth_key(build.id)) <= ttl
+
+
+@pytest.mark.parametrize("webhook_url", ["", "http://127.0.0.1:9/unreachable"])
+def test_slack_down_or_unconfigured_never_fails_a_build(services, ec2_client, images, webhook_url):
+    quiet = replace(services, slack=SlackNotifier(SlackSettings(webhook_url=webhook_url,
+                                                                timeout=1.0)))
+    build = new_build(quiet)
+    InstanceBuilder(quiet).run(build.id)
+    assert quiet.builds.get(build.id).state == STARTED
+    assert len(build_instances(ec2_client, build.id)) == 1

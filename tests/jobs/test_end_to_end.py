@@ -61,6 +61,7 @@ def test_a_build_from_request_to_finished(api, start_worker, ec2_client, images,
     }).decode()
     assert f'-X PATCH "{callback}"' in script.decode()
     assert slack.texts() == [f"Started instance `{instance_id}` for instance build *{build['id']}*"]
+    assert slack.received[0]["channel"] == "#team-builds"
 
     # What the script's last line does.
     callback_url, _ = without_userinfo(callback)
