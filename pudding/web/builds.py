@@ -56,6 +56,8 @@ def parse_json(body: bytes) -> Any:
         value, _end = json.JSONDecoder().raw_decode(text)
     except json.JSONDecodeError as error:
         raise falcon.HTTPBadRequest(description=f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise falcon.HTTPBadRequest(description="the body is nested too deeply") from None
     return value
 
 
@@ -64,7 +66,7 @@ def build_from_request(
 ) -> Build:
     """Validate the `instance_builds` object; raises ValidationFailed with every problem."""
     wrong_types = [f'"{name}" must be a string' for name in STRING_FIELDS
-                   if fields.get(name) is not None and not isinstance(fields[name], str)]
+                   if fields.get(name) is not None and not is_text(fields[name])]
     count = fields.get("count")
     if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
         wrong_types.append('"count" must be an integer')
@@ -127,6 +129,17 @@ def build_from_request(
         name_template=template,
         slack_channel=channel,
     )
+
+
+def is_text(value: Any) -> bool:
+    """A string that can be stored: JSON's `\\ud800` escapes make lone surrogates."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_uuid(text: str) -> bool:
@@ -216,9 +229,11 @@ class InstanceBuild:
             return {}
         if (req.content_type or "").startswith("application/json"):
             value = parse_json(body)
-            if not isinstance(value, dict):
-                raise falcon.HTTPBadRequest(description="the body must be a JSON object")
-            return {key: str(item) for key, item in value.items()}
+            if not isinstance(value, dict) or not all(map(is_text, value.values())):
+                raise falcon.HTTPBadRequest(
+                    description="the body must be a JSON object of strings"
+                )
+            return value
         return dict(parse_qsl(body.decode("utf-8", "replace")))
 
 

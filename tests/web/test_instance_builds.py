@@ -118,6 +118,7 @@ def test_each_validation_message(client, change, message):
     ({"count": True}, '"count" must be an integer'),
     ({"site": 1}, '"site" must be a string'),
     ({"queue": ["docker"]}, '"queue" must be a string'),
+    ({"slack_channel": "\ud800"}, '"slack_channel" must be a string'),
 ])
 def test_type_mismatches_are_400(client, change, message):
     result = post(client, {**VALID, **change})
@@ -133,6 +134,7 @@ def test_type_mismatches_are_400(client, change, message):
     ("{}", '"instance_builds" must be an object'),
     ('{"instance_builds": null}', '"instance_builds" must be an object'),
     ('{"instance_builds": [{}]}', '"instance_builds" must be an object'),
+    ("[" * 60_000, "the body is nested too deeply"),
 ])
 def test_malformed_bodies_are_400(client, body, message):
     result = post(client, body=body)
@@ -289,3 +291,11 @@ def test_patch_without_instance_id_says_wat_and_slack_failure_is_harmless(
     assert result.status_code == 200
     assert "`?wat?`" in slack.received[0]["text"]
     assert slack.received[0]["channel"] == "#general"
+
+
+def test_patch_json_must_be_an_object_of_strings(client, started_build):
+    for body in ('["finished"]', '{"state": ["finished"]}', '{"state": "\\ud800"}'):
+        result = client.simulate_patch(f"/instance-builds/{started_build}", body=body,
+                                       headers={**AUTH, "Content-Type": "application/json"})
+        assert result.status_code == 400
+        assert details(result) == ["the body must be a JSON object of strings"]
