@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -164,14 +165,20 @@ class BuildStore:
             raise ValueError("change a build's state with transition()")
         return self._change(build_id, changes, None)
 
-    def transition(self, build_id: str, state: str, **changes: Any) -> Build:
-        """Move a build to `state` (setting `changes` too) and record it in its history."""
+    def transition(
+        self, build_id: str, state: str, *, unless: Collection[str] = (), **changes: Any
+    ) -> Build:
+        """Move a build to `state` (setting `changes` too) and record it in its history.
+
+        With `unless`, a build whose state is one of those is left as it is (checked in
+        the same transaction): a late worker must not undo the instance's `finished`.
+        """
         if state not in STATES:
             raise ValueError(f"unknown build state {state!r}")
         entry = {"state": state, "at": timestamp()}
         if changes.get("error"):
             entry["error"] = str(changes["error"])
-        return self._change(build_id, {**changes, "state": state}, entry)
+        return self._change(build_id, {**changes, "state": state}, entry, unless)
 
     def recent(self, limit: int = 50) -> list[Build]:
         """The newest builds first."""
@@ -185,7 +192,11 @@ class BuildStore:
         return [Build.from_hash(data, history) for data, history in pairs if data]
 
     def _change(
-        self, build_id: str, changes: dict[str, Any], entry: dict[str, str] | None
+        self,
+        build_id: str,
+        changes: dict[str, Any],
+        entry: dict[str, str] | None,
+        unless: Collection[str] = (),
     ) -> Build:
         settable = {f.name for f in fields(Build)} - {"id", "history", "created_at", "updated_at"}
         if refused := sorted(set(changes) - settable):
@@ -196,6 +207,8 @@ class BuildStore:
         def write(pipe: Pipeline) -> None:
             if not pipe.exists(build_key(build_id)):
                 raise UnknownBuild(build_id)
+            if unless and pipe.hget(build_key(build_id), "state") in unless:
+                return
             pipe.multi()
             pipe.hset(build_key(build_id), mapping={**values, "updated_at": now})
             if entry is not None:
