@@ -35,7 +35,7 @@ from pudding.aws.ec2 import BUILD_TAG, Image
 from pudding.jobs.names import INSTANCE_BUILD_JOB, INSTANCE_BUILDS_QUEUE
 from pudding.jobs.services import Services
 from pudding.sidekiq import Job
-from pudding.store.builds import FAILED, FINISHED, STARTED, Build
+from pudding.store.builds import FAILED, FINISHED, STARTED, Build, UnknownBuild
 from pudding.templates import name_context, render_name
 
 STEPS = (
@@ -110,10 +110,14 @@ class InstanceBuilder:
 
     def give_up(self, build_id: str, error: str) -> None:
         """After the last retry: the build is failed, and Slack hears why."""
-        build = self.builds.get(build_id)
-        if build is None or build.state in (STARTED, FINISHED):
+        try:
+            build = self.builds.transition(
+                build_id, FAILED, unless=(STARTED, FINISHED), error=error
+            )
+        except UnknownBuild:
             return
-        self.builds.transition(build_id, FAILED, error=error)
+        if build.state != FAILED:  # started or finished after all
+            return
         self.services.slack.notify(
             build.slack_channel,
             f"Failed to start an instance for instance build *{build_id}* "
@@ -161,10 +165,8 @@ class InstanceBuilder:
                 f"Started instance `{instance_id}` for instance build *{build.id}*",
             )
         with self._step("started"):
-            current = self.builds.get(build.id)
             # The instance may have called back already.
-            if current is not None and current.state != FINISHED:
-                self.builds.transition(build.id, STARTED, error="")
+            self.builds.transition(build.id, STARTED, unless=(FINISHED,), error="")
 
     def _store_init_script(self, build: Build, image: Image) -> str:
         """Render and store the script; returns the instance's user-data."""
