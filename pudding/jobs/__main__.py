@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+import pudding.sentry
 from pudding.aws.ec2 import EC2, NoCredentials
 from pudding.config import (
     ConfigError,
@@ -118,6 +119,8 @@ def sample_script_values() -> dict[str, Any]:
               help="Slack incoming-webhook URL (preferred over team + token).")
 @click.option("--slack-team", envvar="PUDDING_SLACK_TEAM", default="")
 @click.option("--slack-token", envvar="PUDDING_SLACK_TOKEN", default="")
+@click.option("--sentry-dsn", envvar=["PUDDING_SENTRY_DSN", "SENTRY_DSN"], default="",
+              help="Report job failures to this Sentry project.")
 @click.option("--debug/--no-debug", envvar="DEBUG", default=False, help="The same as -v.")
 def main(
     redis_url: str,
@@ -138,6 +141,7 @@ def main(
     slack_webhook_url: str,
     slack_team: str,
     slack_token: str,
+    sentry_dsn: str,
     debug: bool,
     **engine_options: Any,
 ) -> None:
@@ -180,8 +184,15 @@ def main(
         raise click.UsageError(str(error)) from None
     registry = Registry([bind(InstanceBuildJob, services), bind(InstanceTerminationJob, services)])
     sync = EC2Sync(services)
+    error_handlers = []
+    if sentry_dsn:
+        capture = pudding.sentry.start(sentry_dsn, "worker", (
+            settings.instance_rsa, aws_secret, slack_token, slack_webhook_url,
+        ))
+        error_handlers.append(pudding.sentry.job_error_handler(capture))
 
     def setup(launcher: Launcher) -> None:
+        launcher.error_handlers.extend(error_handlers)
         launcher.on("startup", sync.start)
         launcher.on("shutdown", sync.stop)
 

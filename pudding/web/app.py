@@ -33,7 +33,8 @@ def create_app(
     slack = SlackNotifier(config.slack)
 
     app = falcon.App(middleware=[AccessLog(), Auth(config.auth_token, scripts)])
-    UnexpectedErrors(sentry_reporter(config.sentry_dsn)).install(app)
+    secrets = (config.auth_token, config.slack.token, config.slack.webhook_url)
+    UnexpectedErrors(sentry_reporter(config.sentry_dsn, secrets)).install(app)
 
     app.add_route("/", root.Root(shutdown))
     app.add_route("/kaboom", root.Kaboom())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import falcon
 import redis
 import structlog
+
+import pudding.sentry
 
 JSONAPI = "application/vnd.api+json"
 
@@ -69,18 +71,10 @@ class UnexpectedErrors:
         app.add_error_handler((redis.ConnectionError, redis.TimeoutError), self.redis_down)
 
 
-def sentry_reporter(dsn: str) -> Callable[[BaseException], object] | None:
-    """`sentry_sdk.capture_exception` when a DSN is set and sentry-sdk is installed.
-
-    Sentry is initialised without PII (no headers, so no Authorization) and without
-    integrations; full Sentry support is a separate piece of work.
-    """
+def sentry_reporter(
+    dsn: str, secrets: Sequence[str] = ()
+) -> Callable[[BaseException], object] | None:
+    """What reports a 500 to Sentry when a DSN is set (pudding.sentry scrubs it)."""
     if not dsn:
         return None
-    try:
-        import sentry_sdk
-    except ImportError:
-        log.warning("a Sentry DSN is set but sentry-sdk is not installed: not reporting")
-        return None
-    sentry_sdk.init(dsn=dsn, send_default_pii=False, default_integrations=False)
-    return sentry_sdk.capture_exception
+    return pudding.sentry.start(dsn, "web", secrets)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import signal
-import sys
 import time
-import types
 
 import falcon.testing
 
@@ -31,11 +29,10 @@ def test_kaboom_is_a_json_500_without_a_traceback_and_serving_goes_on(client):
 
 def test_kaboom_is_reported_to_sentry_when_configured(config, monkeypatch):
     captured: list[BaseException] = []
-    fake = types.SimpleNamespace(
-        init=lambda **options: captured.append(options),
-        capture_exception=captured.append,
-    )
-    monkeypatch.setitem(sys.modules, "sentry_sdk", fake)
+    import sentry_sdk
+
+    monkeypatch.setattr(sentry_sdk, "init", lambda **options: captured.append(options))
+    monkeypatch.setattr(sentry_sdk, "capture_exception", captured.append)
     from dataclasses import replace
 
     app = create_app(replace(config, sentry_dsn="https://key@sentry.example/1"))
