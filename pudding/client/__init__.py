@@ -1,0 +1,1 @@
+"""The `pudding` command: a client of the HTTP API, and `pudding dev`."""

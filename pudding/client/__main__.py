@@ -1,0 +1,3 @@
+from pudding.client.cli import main
+
+main()

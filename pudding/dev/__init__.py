@@ -1,0 +1,1 @@
+"""`pudding dev` (make run): the whole system on one machine, without an AWS account."""
