@@ -5,11 +5,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # rackup) is the compatibility peer the interop tests drive.
 APT_PACKAGES := redis-server ruby-sidekiq ruby-rack ruby-webrick
 
-.PHONY: test lint install system-deps clean
+.PHONY: test lint install system-deps clean run
 
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+
+# Everything on this machine (Redis, a moto EC2, API, workers, dashboard); Ctrl-C stops it.
+# `make run ARGS="--port 8080"` passes flags to `pudding dev`.
+run: install
+	bin/pudding dev $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

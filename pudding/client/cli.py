@@ -304,10 +304,7 @@ def terminate(ctx: click.Context, instance_id: str, slack_channel: str) -> None:
 @click.pass_context
 def init_script(ctx: click.Context, build_id: str) -> None:
     """Print a build's init script, byte for byte (until the instance reports back)."""
-    script = _api(ctx).init_script(build_id)
-    stdout = click.get_binary_stream("stdout")
-    stdout.write(script)
-    stdout.flush()
+    click.echo(_api(ctx).init_script(build_id), nl=False)
 
 
 @cli.group(cls=_Group)
