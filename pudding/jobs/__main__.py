@@ -8,6 +8,7 @@ process runs the EC2 sync (pudding.jobs.sync) in a thread.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 from collections.abc import Callable, Mapping
@@ -31,12 +32,12 @@ from pudding.jobs import sources
 from pudding.jobs.builds import STEPS, InstanceBuildJob
 from pudding.jobs.init_script import GO_NAMES, InitScriptTemplateError
 from pudding.jobs.instance_yml import MetaYMLError
-from pudding.jobs.services import Services, bind
+from pudding.jobs.services import ServiceJob, Services
 from pudding.jobs.sync import EC2Sync
 from pudding.jobs.terminations import InstanceTerminationJob
 from pudding.sidekiq.cli import build_config, run, worker_options
 from pudding.sidekiq.config import ConfigError as EngineConfigError
-from pudding.sidekiq.job import Registry
+from pudding.sidekiq.job import Job, Registry
 from pudding.sidekiq.launcher import Launcher
 
 CRASH_SWITCH = "PUDDING_TEST_CRASH_AT"
@@ -70,6 +71,15 @@ def crash_switch(environ: Mapping[str, str]) -> Callable[[str], None] | None:
     return checkpoint
 
 
+def job_factory(services: Services) -> Callable[[type[Job]], Job]:
+    """pudding's jobs get the process's services; jobs loaded with -r are made as usual."""
+
+    def create(job_class: type[Job]) -> Job:
+        return job_class(services) if issubclass(job_class, ServiceJob) else job_class()
+
+    return create
+
+
 def sample_script_values() -> dict[str, Any]:
     return {**{name: f"sample-{name}" for name in GO_NAMES}, "count": 1}
 
@@ -77,7 +87,9 @@ def sample_script_values() -> dict[str, Any]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pudding", prog_name="pudding-workers")
 @worker_options
-@click.option("-r", "--redis-url", envvar="PUDDING_REDIS_URL", default=redis_url_from_env,
+@click.option("-r", "--require", "modules", multiple=True, metavar="MODULE",
+              help="Python module with more Job classes to run beside pudding's (repeatable).")
+@click.option("--redis-url", envvar="PUDDING_REDIS_URL", default=redis_url_from_env,
               show_default="$REDIS_PROVIDER's var, $REDIS_URL, or redis://localhost:6379/0")
 @click.option("--instance-builds-queue-name", envvar="PUDDING_INSTANCE_BUILDS_QUEUE_NAME",
               default=QueueNames.instance_builds, show_default=True)
@@ -123,6 +135,7 @@ def sample_script_values() -> dict[str, Any]:
               help="Report job failures to this Sentry project.")
 @click.option("--debug/--no-debug", envvar="DEBUG", default=False, help="The same as -v.")
 def main(
+    modules: tuple[str, ...],
     redis_url: str,
     instance_builds_queue_name: str,
     instance_terminations_queue_name: str,
@@ -182,7 +195,12 @@ def main(
         ConfigError, EngineConfigError, NoCredentials, InitScriptTemplateError, MetaYMLError
     ) as error:
         raise click.UsageError(str(error)) from None
-    registry = Registry([bind(InstanceBuildJob, services), bind(InstanceTerminationJob, services)])
+    registry = Registry([InstanceBuildJob, InstanceTerminationJob], factory=job_factory(services))
+    try:
+        for module in modules:
+            registry.register_module(importlib.import_module(module))
+    except (ImportError, ValueError) as error:
+        raise click.UsageError(f"cannot load job module: {error}") from None
     sync = EC2Sync(services)
     error_handlers = []
     if sentry_dsn:

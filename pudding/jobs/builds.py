@@ -26,15 +26,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
 from pudding.aws.ec2 import BUILD_TAG, Image
 from pudding.jobs.names import INSTANCE_BUILD_JOB, INSTANCE_BUILDS_QUEUE
-from pudding.jobs.services import Services
-from pudding.sidekiq import Job
+from pudding.jobs.services import ServiceJob, Services
 from pudding.store.builds import FAILED, FINISHED, STARTED, Build, UnknownBuild
 from pudding.templates import name_context, render_name
 
@@ -74,18 +73,16 @@ def build_urls(web_hostname: str, build_id: str, password: str) -> tuple[str, st
     )
 
 
-class InstanceBuildJob(Job):
+class InstanceBuildJob(ServiceJob):
     sidekiq_class = INSTANCE_BUILD_JOB
     sidekiq_options = {"queue": INSTANCE_BUILDS_QUEUE, "retry": True}
-    services: ClassVar[Services]
 
     def perform(self, build_id: str) -> None:
         InstanceBuilder(self.services).run(build_id)
 
-    @classmethod
-    def retries_exhausted(cls, job: dict[str, Any], exc: BaseException) -> None:
+    def retries_exhausted(self, job: dict[str, Any], exc: BaseException) -> None:
         error = str(exc) or type(exc).__name__
-        InstanceBuilder(cls.services).give_up(str(job["args"][0]), error)
+        InstanceBuilder(self.services).give_up(str(job["args"][0]), error)
 
 
 class InstanceBuilder:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from pudding.aws.ec2 import EC2
 from pudding.config import WorkerSettings
@@ -15,8 +14,6 @@ from pudding.slack import SlackNotifier
 from pudding.store.builds import BuildStore
 from pudding.store.cache import Cache
 from pudding.store.init_scripts import InitScripts
-
-J = TypeVar("J", bound=type[Job])
 
 
 def _carry_on(step: str) -> None:
@@ -59,11 +56,8 @@ class Services:
         )
 
 
-def bind(job_class: J, services: Services) -> J:
-    """A subclass of `job_class` carrying `services`.
+class ServiceJob(Job):
+    """A pudding job: the worker's registry factory hands it the process's services."""
 
-    The engine calls `retries_exhausted` on the class, not on an object its factory made,
-    so the services have to live on a class; a subclass per process keeps them out of
-    module globals.
-    """
-    return type(job_class.__name__, (job_class,), {"services": services})  # type: ignore[return-value]
+    def __init__(self, services: Services) -> None:
+        self.services = services

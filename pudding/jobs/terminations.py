@@ -8,23 +8,21 @@ denied) are reported on Slack and end the job.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pudding.aws.ec2 import BUILD_TAG, is_transient, tags_of
 from pudding.jobs.names import INSTANCE_TERMINATION_JOB, INSTANCE_TERMINATIONS_QUEUE
-from pudding.jobs.services import Services
-from pudding.sidekiq import Job
+from pudding.jobs.services import ServiceJob, Services
 
 log = structlog.get_logger("pudding.jobs.terminations")
 
 
-class InstanceTerminationJob(Job):
+class InstanceTerminationJob(ServiceJob):
     sidekiq_class = INSTANCE_TERMINATION_JOB
     sidekiq_options = {"queue": INSTANCE_TERMINATIONS_QUEUE, "retry": True}
-    services: ClassVar[Services]
 
     def perform(self, instance_id: str, slack_channel: str = "") -> None:
         services = self.services
@@ -48,10 +46,9 @@ class InstanceTerminationJob(Job):
         services.slack.notify(slack_channel, f"Terminating *{instance_id}* :boom:")
         log.info("instance terminated", instance_id=instance_id)
 
-    @classmethod
-    def retries_exhausted(cls, job: dict[str, Any], exc: BaseException) -> None:
+    def retries_exhausted(self, job: dict[str, Any], exc: BaseException) -> None:
         instance_id, channel = [*job["args"], "", ""][:2]
-        report_failure(cls.services, str(instance_id), str(channel), str(exc))
+        report_failure(self.services, str(instance_id), str(channel), str(exc))
 
 
 def report_failure(services: Services, instance_id: str, channel: str, reason: str) -> None:

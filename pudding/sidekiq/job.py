@@ -38,13 +38,11 @@ class Job:
             merged.update(vars(klass).get("sidekiq_options", {}))
         return merged
 
-    @classmethod
-    def retry_in(cls, count: int, exc: BaseException) -> int | None:
+    def retry_in(self, count: int, exc: BaseException) -> int | None:
         """Seconds until the next retry (Ruby's `sidekiq_retry_in`); None for the default."""
         return None
 
-    @classmethod
-    def retries_exhausted(cls, job: dict[str, Any], exc: BaseException) -> None:
+    def retries_exhausted(self, job: dict[str, Any], exc: BaseException) -> None:
         """Called once when the last retry failed (Ruby's `sidekiq_retries_exhausted`)."""
 
 

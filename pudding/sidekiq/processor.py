@@ -12,7 +12,7 @@ import structlog
 
 from pudding.sidekiq import payload
 from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
-from pudding.sidekiq.job import Registry
+from pudding.sidekiq.job import Job, Registry
 from pudding.sidekiq.retry import JobRetry, record_error
 from pudding.sidekiq.stats import Counters
 
@@ -85,6 +85,7 @@ class Processor:
             log.error("job cannot run; moved to the dead set", error=problem[1], **context)
             return
         log.info("start", **context)
+        instance: Job | None = None
         try:
             instance = self.registry.create(job_class)
             instance.jid = job.get("jid")
@@ -95,7 +96,7 @@ class Processor:
                 exc, {**context, "args": job["args"], "retry_count": job.get("retry_count")}
             )
             went = self._outcome(
-                work, partial(self.retry.failed, work, job, job_class, exc), failed=True
+                work, partial(self.retry.failed, work, job, job_class, exc, instance), failed=True
             )
             log.warning(
                 "fail",

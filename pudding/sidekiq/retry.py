@@ -75,9 +75,18 @@ class JobRetry:
         self.dead_set = DeadSet(redis, config.dead_max_jobs, config.dead_timeout)
 
     def failed(
-        self, work: UnitOfWork, job: dict[str, Any], job_class: type[Job], exc: Exception
+        self,
+        work: UnitOfWork,
+        job: dict[str, Any],
+        job_class: type[Job],
+        exc: Exception,
+        instance: Job | None = None,
     ) -> str:
-        """Record the failure and ack the job in one transaction; returns where it went."""
+        """Record the failure and ack the job in one transaction; returns where it went.
+
+        `instance` is the job object that raised (None if making it failed): its hooks
+        decide the retry delay and what happens when retries run out.
+        """
         if job.get("retry") is None:
             job["retry"] = job_class.get_sidekiq_options()["retry"]
         if not ruby_truthy(job["retry"]):
@@ -98,20 +107,20 @@ class JobRetry:
             else self.config.max_retries
         )
         if count < limit:
-            delay = retry_delay(count, self._custom_delay(job_class, count, exc))
+            delay = retry_delay(count, self._custom_delay(instance, count, exc))
             with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zadd("retry", {payload.dump(job): payload.now() + delay})
                 self.fetch.ack_in(pipe, work)
                 pipe.execute()
             return "retry"
-        return self.exhausted(work, job, job_class, exc)
+        return self.exhausted(work, job, exc, instance)
 
     def exhausted(
-        self, work: UnitOfWork, job: dict[str, Any], job_class: type[Job] | None, exc: Exception
+        self, work: UnitOfWork, job: dict[str, Any], exc: Exception, instance: Job | None
     ) -> str:
-        if job_class is not None:
+        if instance is not None:
             try:
-                job_class.retries_exhausted(job, exc)
+                instance.retries_exhausted(job, exc)
             except Exception:
                 log.exception("retries_exhausted hook raised", jid=job.get("jid"))
         if job.get("dead") is False:
@@ -133,9 +142,11 @@ class JobRetry:
             pipe.execute()
 
     @staticmethod
-    def _custom_delay(job_class: type[Job], count: int, exc: Exception) -> int | None:
+    def _custom_delay(instance: Job | None, count: int, exc: Exception) -> int | None:
+        if instance is None:
+            return None
         try:
-            return job_class.retry_in(count, exc)
+            return instance.retry_in(count, exc)
         except Exception:
             log.exception("retry_in hook raised; using the default delay")
             return None

@@ -14,7 +14,6 @@ from pudding.jobs.builds import (
     InstanceBuildJob,
     build_urls,
 )
-from pudding.jobs.services import bind
 from pudding.slack import SlackNotifier
 from pudding.store.builds import FAILED, FINISHED, PENDING, STARTED, Build
 from pudding.store.init_scripts import auth_key, script_key
@@ -136,8 +135,7 @@ def test_a_missing_meta_yml_section_fails_before_launching(services, ec2_client,
 
 def test_after_the_last_retry_the_build_is_failed_and_slack_hears(services, slack):
     build = new_build(services)
-    job_class = bind(InstanceBuildJob, services)
-    job_class.retries_exhausted(
+    InstanceBuildJob(services).retries_exhausted(
         {"args": [build.id], "error_message": "x"}, BuildStepFailed("image", ValueError("boom"))
     )
     failed = services.builds.get(build.id)

@@ -2,6 +2,8 @@
 POST to the instance's callback, the inventory, a termination, and a build that fails."""
 
 import json
+import os
+import subprocess
 import time
 
 from pudding.jobs.init_script import InitScriptTemplate
@@ -157,3 +159,31 @@ def test_a_build_that_cannot_succeed(api, start_worker, ec2_client, images, slac
         Filters=[{"Name": "tag-key", "Values": ["pudding:build-id"]}]
     )["Reservations"] == []
     assert time.monotonic() - started < 60
+
+
+RUBY_PUSH = (
+    'require "sidekiq"; '
+    'puts Sidekiq::Client.push("class" => "Pudding::InstanceTerminationJob", '
+    '"queue" => "instance-terminations", "args" => [ARGV[0], "ops"])'
+)
+
+
+def test_a_job_enqueued_by_ruby_runs_in_pudding_workers(
+    start_worker, ec2_client, images, slack, redis_url
+):
+    [instance] = ec2_client.run_instances(
+        ImageId=images["newest"], MinCount=1, MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance",
+                            "Tags": [{"Key": "pudding:build-id", "Value": "from-ruby"}]}],
+    )["Instances"]
+    start_worker()
+    pushed = subprocess.run(
+        ["ruby", "-e", RUBY_PUSH, instance["InstanceId"]],
+        env={**os.environ, "REDIS_URL": redis_url}, capture_output=True, text=True, timeout=60,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert len(pushed.stdout.strip()) == 24  # Ruby's jid
+    wait_for(lambda: build_instances(ec2_client, "from-ruby") == [],
+             message="Ruby's termination job to run in pudding-workers")
+    wait_for(lambda: f"Terminating *{instance['InstanceId']}* :boom:" in slack.texts(),
+             message="the Slack message")

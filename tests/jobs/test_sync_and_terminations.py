@@ -7,7 +7,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pudding.jobs.builds import InstanceBuilder
-from pudding.jobs.services import bind
 from pudding.jobs.sync import EC2Sync
 from pudding.jobs.terminations import InstanceTerminationJob
 from pudding.store.builds import FINISHED, Build
@@ -114,8 +113,7 @@ def test_the_sync_thread_runs_until_stopped(services, images):
 
 @pytest.fixture
 def terminate(services):
-    job_class = bind(InstanceTerminationJob, services)
-    return lambda *args: job_class().perform(*args)
+    return lambda *args: InstanceTerminationJob(services).perform(*args)
 
 
 def test_termination_of_a_pudding_instance(services, ec2_client, images, slack, terminate):
@@ -181,8 +179,9 @@ def test_transient_errors_are_retried_and_others_reported(
 
 
 def test_exhausted_termination_retries_are_reported(services, slack):
-    job_class = bind(InstanceTerminationJob, services)
-    job_class.retries_exhausted({"args": ["i-1", "ops"]}, RuntimeError("still throttled"))
+    InstanceTerminationJob(services).retries_exhausted(
+        {"args": ["i-1", "ops"]}, RuntimeError("still throttled")
+    )
     assert slack.texts() == ["Failed to terminate *i-1* :scream_cat: _(still throttled)_"]
 
 

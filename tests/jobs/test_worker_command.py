@@ -47,7 +47,8 @@ def run_worker(env, *args, cwd=ROOT):
         (("-R", "moon-1"), {}, "'moon-1' is not an AWS region name"),
         (("--ssh-cidr", "everyone"), {}, "bad SSH CIDR 'everyone'"),
         (("-I", "100"), {}, "expiries must be longer than the mini-worker interval"),
-        (("-r", "http://localhost"), {}, "the Redis URL must start with redis://"),
+        (("--redis-url", "http://localhost"), {}, "the Redis URL must start with redis://"),
+        (("-r", "no.such.module"), {}, "cannot load job module"),
         (("-T", "/nonexistent/template"), {}, "does not exist"),
     ],
 )

@@ -15,14 +15,12 @@ from pudding.sidekiq.retry import JobRetry, compress_backtrace, retry_delay, rub
 class Failing(Job):
     exhausted: list[dict] = []
 
-    @classmethod
-    def retries_exhausted(cls, job, exc):
-        cls.exhausted.append(job)
+    def retries_exhausted(self, job, exc):
+        self.exhausted.append(job)
 
 
 class CustomDelay(Job):
-    @classmethod
-    def retry_in(cls, count, exc):
+    def retry_in(self, count, exc):
         return 1000
 
 
@@ -36,7 +34,7 @@ def fail(redis_url, job, queue="default", exc=None, job_class=Failing):
         raise exc or RuntimeError("plain failure")
     except Exception as error:
         went = JobRetry(redis, fetch.config, fetch).failed(
-            UnitOfWork(queue, raw), job, job_class, error
+            UnitOfWork(queue, raw), job, job_class, error, job_class()
         )
     assert redis.llen(fetch.inflight_key(queue)) == 0, "the failure must ack the job"
     return went
