@@ -17,9 +17,10 @@ from typing import Any
 FILTERED = "[Filtered]"
 
 # Keys whose values are secrets wherever they appear (headers, frame variables, extras).
+# User data holds the init-script URL with the build's password (base64 in EC2 calls).
 _SECRET_KEY = re.compile(
     r"authorization|passw|secret|token|private|rsa|credential|cookie|api_?key|dsn"
-    r"|signature|^auth$|^pwd$|_auth$|^x-?api",
+    r"|signature|user_?data|^auth$|^pwd$|_auth$|^x-?api",
     re.IGNORECASE,
 )
 # Secrets inside text: a private key (until its end marker, or the end of a truncated
@@ -112,7 +113,8 @@ def start(
         auto_enabling_integrations=False,
         integrations=[AtexitIntegration(), DedupeIntegration()],
     )
-    sentry_sdk.set_tag("component", component)
+    # The global scope: requests and jobs run in threads, which have scopes of their own.
+    sentry_sdk.get_global_scope().set_tag("component", component)
     return sentry_sdk.capture_exception
 
 

@@ -36,7 +36,7 @@ def test_headers_and_secret_keys_are_filtered():
 def test_secrets_inside_text_are_filtered():
     frame_vars = {
         "self": f"WebConfig(auth_token='{TOKEN}', host='0.0.0.0')",
-        "user_data": "#include http://x:0b9d3c1e-5f6a-4b7c-8d9e-0f1a2b3c4d5e@127.0.0.1/init",
+        "url": "#include http://x:0b9d3c1e-5f6a-4b7c-8d9e-0f1a2b3c4d5e@127.0.0.1/init",
         "header": "Basic eDpzZWNyZXQtcGFzc3dvcmQ=",
         "query": "state=finished&token=abcdef123456&x=1",
         "script": repr(f"#!/bin/sh\ncat > key <<EOF\n{RSA}\nEOF\n".encode()),
@@ -57,3 +57,11 @@ def test_an_event_without_secrets_is_unchanged():
     event = {"message": "instance build failed", "tags": {"queue": "instance-builds"},
              "contexts": {"job": {"jid": "abc", "args": ["6f0c"], "retry_count": 2}}}
     assert Scrubber([TOKEN])(event, {}) == event
+
+
+def test_user_data_goes_whole_even_base64_encoded():
+    # The user data carries the init-script URL with the build's password.
+    params = {"UserData": "I2luY2x1ZGUgaHR0cDovL3g6cGFzc3dvcmRAaG9zdC8K", "MinCount": 1}
+    assert Scrubber()({"vars": {"api_params": params}}, {}) == {
+        "vars": {"api_params": {"UserData": FILTERED, "MinCount": 1}}
+    }
