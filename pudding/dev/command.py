@@ -108,19 +108,21 @@ def start_stack(
     dashboard_port: int | None,
     roles: tuple[str, ...],
     sync_interval: float,
+    fakeredis: bool = False,
 ) -> Stack:
     base = clean_env()
 
     redis_port = free_port()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    binary = shutil.which("redis-server")
+    binary = None if fakeredis else shutil.which("redis-server")
     if binary:
         supervisor.start("redis", [
             binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(workdir),
             "--save", "", "--appendonly", "no", "--loglevel", "warning",
         ], base)
     else:
-        supervisor.say("redis-server is not installed: using fakeredis instead")
+        if not fakeredis:
+            supervisor.say("redis-server is not installed: using fakeredis instead")
         supervisor.start("redis", [sys.executable, "-m", "pudding.dev.fake_redis", "--port",
                                    str(redis_port)], base)
 
@@ -205,9 +207,11 @@ def banner(stack: Stack) -> str:
 # Short, so that a new instance is listed (and can be terminated) right away.
 @click.option("--sync-interval", type=click.FloatRange(min=0.1), default=0.5,
               show_default=True, help="Seconds between the worker's EC2 syncs.")
+@click.option("--fakeredis", is_flag=True,
+              help="Use fakeredis even when redis-server is installed.")
 def dev(
     port: int, dashboard_port: int, dashboard: bool, roles: tuple[str, ...],
-    sync_interval: float,
+    sync_interval: float, fakeredis: bool,
 ) -> None:
     """Run pudding locally: Redis, a fake EC2, the API, the workers, the dashboard."""
     supervisor = Supervisor(sys.stdout)
@@ -222,6 +226,7 @@ def dev(
             stack = start_stack(
                 supervisor, Path(workdir), pick_port(port),
                 pick_port(dashboard_port) if want_dashboard else None, roles, sync_interval,
+                fakeredis,
             )
             supervisor.say(banner(stack))
             supervisor.watch()

@@ -105,3 +105,34 @@ def test_pudding_dev_runs_a_build_to_the_end_and_stops_cleanly(tmp_path):
         assert "pudding dev: stopped" in dev.output()
     finally:
         dev.stop()
+
+
+def test_on_fakeredis_and_when_a_part_dies_everything_stops(tmp_path):
+    dev = Proc([str(BIN / "pudding"), "dev", "--port", "0", "--no-dashboard", "--fakeredis"],
+               base_env(), tmp_path / "dev.log")
+    try:
+        exports = wait_for(
+            lambda: re.search(r"export PUDDING_URL=(\S+) PUDDING_AUTH_TOKEN=(\S+)", dev.output()),
+            90, f"pudding dev's banner:\n{dev.output()}",
+        )
+        env = {**base_env(), "PUDDING_URL": exports[1], "PUDDING_AUTH_TOKEN": exports[2]}
+        build = subprocess.run(
+            [str(BIN / "pudding"), "build", "--site", "com", "--env", "prod", "--queue", "q",
+             "--instance-type", "c3.large", "--role", "web", "--json"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )
+        status = subprocess.run(
+            [str(BIN / "pudding"), "build-status", json.loads(build.stdout)["id"], "--wait",
+             "--until", "started", "--interval", "0.2", "--field", "state"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert (status.returncode, status.stdout) == (0, "started\n"), dev.output()
+
+        tree = dev.descendants()
+        [api] = [p for p in tree if "pudding.web" in " ".join(p.cmdline())]
+        api.kill()
+        assert dev.process.wait(40) == 1
+        assert "api exited with status -9; stopping everything" in dev.output()
+        assert dev.leftovers() == []
+    finally:
+        dev.stop()
