@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -21,6 +22,18 @@ def _details(raw: bytes) -> str:
         return raw.decode("utf-8", "replace").strip() or "(no details)"
 
 
+# A 503 means Redis is briefly unavailable; the API asks to come back after Retry-After.
+ATTEMPTS_WHEN_BUSY = 3
+MAX_RETRY_AFTER = 5.0
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
 class PuddingAPI:
     def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
@@ -34,7 +47,26 @@ class PuddingAPI:
         query: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> bytes:
-        """The response body; APIError for an error status or no answer."""
+        """The response body; APIError for an error status or no answer.
+
+        A 503 is tried again, twice: every request the CLI makes is safe to repeat (a
+        build carries its id, so a repeated POST returns the same build)."""
+        for _ in range(ATTEMPTS_WHEN_BUSY - 1):
+            try:
+                return self._request_once(method, path, query, body)
+            except APIError as error:
+                if error.status != 503:
+                    raise
+                time.sleep(min(error.retry_after or 1.0, MAX_RETRY_AFTER))
+        return self._request_once(method, path, query, body)
+
+    def _request_once(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        body: Any,
+    ) -> bytes:
         url = self.url + path
         params = {name: value for name, value in (query or {}).items() if value}
         if params:
@@ -51,7 +83,9 @@ class PuddingAPI:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.read()
         except urllib.error.HTTPError as error:
-            raise APIError.from_status(error.code, _details(error.read())) from None
+            failure = APIError.from_status(error.code, _details(error.read()))
+            failure.retry_after = _seconds(error.headers.get("Retry-After"))
+            raise failure from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise APIError(

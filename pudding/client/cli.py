@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -193,7 +194,9 @@ def build(
     fields: dict[str, Any] = {
         "site": site, "env": env, "queue": queue, "instance_type": instance_type,
         "count": count, "role": role, "ami": ami, "name_template": name_template,
-        "slack_channel": slack_channel, "id": build_id,
+        "slack_channel": slack_channel,
+        # Our own id, so that a POST tried again (after a 503) cannot make a second build.
+        "id": build_id or str(uuid.uuid4()),
     }
     created = api.create_build({name: value for name, value in fields.items() if value != ""})
     if not as_json:

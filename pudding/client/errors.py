@@ -30,6 +30,7 @@ class APIError(CommandError):
     def __init__(self, message: str, exit_code: ExitCode, status: int | None = None) -> None:
         super().__init__(message, exit_code)
         self.status = status
+        self.retry_after: float | None = None
 
     @classmethod
     def from_status(cls, status: int, details: str) -> APIError:

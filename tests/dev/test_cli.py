@@ -8,6 +8,7 @@ import json
 import subprocess
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
@@ -195,3 +196,39 @@ def test_config_encode_and_decode_the_compressed_env_vars(tmp_path):
     assert garbage.exit_code == ExitCode.FAILED and "X is not base64" in garbage.stderr
     unset = runner.invoke(cli, ["config", "decode", "UNSET_VAR_FOR_TEST"])
     assert unset.exit_code == ExitCode.USAGE and "UNSET_VAR_FOR_TEST is not set" in unset.stderr
+
+
+def test_a_503_is_tried_again_with_the_same_build_id():
+    """The API answers 503 while Redis is unavailable; the CLI comes back after
+    Retry-After, and the build's own id makes the repeated POST harmless."""
+    bodies: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            if len(bodies) < 3:
+                reply, status = b'{"errors": [{"details": "redis is unavailable"}]}', 503
+            else:
+                build = {**bodies[-1]["instance_builds"], "state": "pending"}
+                reply, status = json.dumps({"instance_builds": [build]}).encode(), 202
+            self.send_response(status)
+            self.send_header("Retry-After", "0.1")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        result = CliRunner().invoke(cli, BUILD_ARGS, env={
+            "PUDDING_URL": f"http://127.0.0.1:{server.server_port}", "PUDDING_AUTH_TOKEN": "t",
+        })
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    ids = {body["instance_builds"]["id"] for body in bodies}
+    assert len(bodies) == 3 and ids == {result.stdout.strip()}

@@ -119,8 +119,9 @@ def test_on_fakeredis_and_when_a_part_dies_everything_stops(tmp_path):
         build = subprocess.run(
             [str(BIN / "pudding"), "build", "--site", "com", "--env", "prod", "--queue", "q",
              "--instance-type", "c3.large", "--role", "web", "--json"],
-            env=env, capture_output=True, text=True, timeout=60, check=True,
+            env=env, capture_output=True, text=True, timeout=60,
         )
+        assert build.returncode == 0, f"{build.stderr}\n{dev.output()}"
         status = subprocess.run(
             [str(BIN / "pudding"), "build-status", json.loads(build.stdout)["id"], "--wait",
              "--until", "started", "--interval", "0.2", "--field", "state"],
