@@ -139,7 +139,9 @@ def start_stack(
 
     files = demo.write_files(workdir)
     supervisor.start("worker", [
-        sys.executable, "-m", "pudding.jobs", "-c", "5", "-t", "5",
+        # fakeredis serves every client from one Python process: fewer fetching threads
+        # leave it time for the API, whose Redis calls give up after 1 s.
+        sys.executable, "-m", "pudding.jobs", "-c", "2" if fakeredis else "5", "-t", "5",
         *(part for flag, path in files.items() for part in (flag, str(path))),
     ], {
         **base,
