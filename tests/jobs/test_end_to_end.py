@@ -144,6 +144,8 @@ def test_a_build_that_cannot_succeed(api, start_worker, ec2_client, images, slac
     failed = wait_for_state(api, build["id"], "failed", timeout=60)
     assert failed["error"] == message
     assert failed["history"][-1]["error"] == message
+    # The build is failed by the job's last rites, just before the job enters the dead set.
+    wait_for(lambda: r.zcard("dead") == 1, message="the job in the dead set")
     [dead] = [json.loads(raw) for raw in r.zrange("dead", 0, -1)]
     assert (dead["class"], dead["args"], dead["retry_count"]) == (
         "Pudding::InstanceBuildJob", [build["id"]], 1
