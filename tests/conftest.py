@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,11 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support import SlackStandIn, free_port
 
 
 class RedisServer:
@@ -71,3 +66,11 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    """A stand-in for Slack's incoming webhook, recording what it receives."""
+    stand_in = SlackStandIn()
+    yield stand_in
+    stand_in.close()

@@ -18,7 +18,7 @@ from pudding.client.errors import ExitCode
 from pudding.store.builds import FAILED, FINISHED, STARTED, BuildStore
 from pudding.store.cache import Cache, Image, Instance
 from pudding.store.init_scripts import InitScripts
-from tests.conftest import free_port
+from tests.support import free_port
 
 from .conftest import BIN, TOKEN, base_env
 

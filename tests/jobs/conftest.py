@@ -7,15 +7,12 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +24,7 @@ from pudding.aws.ec2 import EC2
 from pudding.config import RedisSettings, SlackSettings, WorkerSettings
 from pudding.jobs.services import Services
 from pudding.jobs.sources import compress
+from tests.support import SlackStandIn, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "jobs-test-token-5e2a"
@@ -89,11 +87,6 @@ echo '*.* @@{{.PapertrailSite}}' > papertrail.conf
 curl -s -f -d "state=finished&instance-id=$INSTANCE_ID" -X PATCH "{{.InstanceBuildURL}}"
 """
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(
@@ -205,44 +198,6 @@ def images(ec2_client: Any) -> dict[str, str]:
         made[key] = create_image(ec2_client, seed["InstanceId"], name, tags)
     ec2_client.terminate_instances(InstanceIds=[seed["InstanceId"]])
     return made
-
-
-class SlackStandIn:
-    """A local HTTP server that records what a Slack webhook would receive."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                stand_in.received.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/secret"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def texts(self) -> list[str]:
-        return [message["text"] for message in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    stand_in = SlackStandIn()
-    yield stand_in
-    stand_in.close()
 
 
 @pytest.fixture

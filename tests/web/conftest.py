@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,56 +18,12 @@ import pytest
 import redis
 
 from pudding.config import RedisSettings, SlackSettings, WebConfig
+from tests.support import SlackStandIn, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-9c1f"
 AUTH = {"Authorization": f"token {TOKEN}"}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class SlackStandIn:
-    """A local HTTP server that records what a Slack webhook would receive."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.arrived = 0
-        self.delay = 0.0
-        self.status = 200
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                stand_in.arrived += 1
-                time.sleep(stand_in.delay)
-                stand_in.received.append({"path": self.path, **json.loads(body)})
-                self.send_response(stand_in.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/secret"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    stand_in = SlackStandIn()
-    yield stand_in
-    stand_in.close()
 
 
 @pytest.fixture

@@ -153,7 +153,8 @@ def test_slack_channel_and_configuration(slack):
 
     notifier = SlackNotifier(SlackSettings(webhook_url=slack.url, timeout=0.5))
     assert notifier.notify("general", "hello")
-    assert slack.received[0] == {"path": "/services/T0/B0/secret", "channel": "#general",
+    assert slack.paths[0] == "/services/T0/B0/secret"
+    assert slack.received[0] == {"channel": "#general",
                                  "text": "hello", "username": "travisbot",
                                  "icon_emoji": ":travis:"}
     assert notifier.notify("", "to the hook's own channel")

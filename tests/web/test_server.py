@@ -16,8 +16,9 @@ import pytest
 
 from pudding.store.builds import BuildStore
 from pudding.store.init_scripts import InitScripts
+from tests.support import free_port
 
-from .conftest import ROOT, TOKEN, free_port
+from .conftest import ROOT, TOKEN
 
 BUILD = {"instance_builds": {"site": "org", "env": "test", "queue": "docker",
                              "instance_type": "c3.4xlarge", "count": 1}}
