@@ -7,7 +7,11 @@ import signal
 import threading
 
 import click
-from fakeredis import TcpFakeServer
+from fakeredis import FakeRedis, TcpFakeServer
+
+from pudding.sidekiq.fetch import FETCH_SCRIPT
+from pudding.sidekiq.scheduled import ENQUEUE_SCRIPT
+from pudding.store.builds import CREATE_SCRIPT
 
 
 @click.command()
@@ -15,6 +19,11 @@ from fakeredis import TcpFakeServer
 @click.option("--host", default="127.0.0.1", show_default=True)
 def main(port: int, host: str) -> None:
     server = TcpFakeServer((host, port))
+    # fakeredis's TCP server hangs up after a NOSCRIPT reply, which redis-py meets on the
+    # first EVALSHA of each script: load pudding's scripts before any client comes.
+    preload = FakeRedis(server=server.fake_server)
+    for script in (FETCH_SCRIPT, ENQUEUE_SCRIPT, CREATE_SCRIPT):
+        preload.script_load(script)
     # Connected clients must not keep the process alive once it is told to stop.
     server.daemon_threads = True
     server.block_on_close = False

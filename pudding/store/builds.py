@@ -103,7 +103,7 @@ _HASH_FIELDS = tuple(f.name for f in fields(Build) if f.name != "history")
 # index and (when ARGV[6] names a queue) its Sidekiq job, unless the id exists already.
 # KEYS: build, history, index[, Sidekiq's "queues", "queue:<name>"]
 # ARGV: retention, score, cutoff score, id, history entry, queue name, job JSON, fields…
-_CREATE = """
+CREATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('RPUSH', KEYS[2], ARGV[5])
@@ -123,7 +123,7 @@ class BuildStore:
     def __init__(self, redis: Redis, retention: int = DEFAULT_RETENTION) -> None:
         self.redis = redis
         self.retention = retention
-        self._create = redis.register_script(_CREATE)
+        self._create = redis.register_script(CREATE_SCRIPT)
 
     def get(self, build_id: str) -> Build | None:
         with self.redis.pipeline(transaction=False) as pipe:

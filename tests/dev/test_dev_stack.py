@@ -108,9 +108,6 @@ def test_pudding_dev_runs_a_build_to_the_end_and_stops_cleanly(tmp_path):
 
 
 def test_on_fakeredis_and_when_a_part_dies_everything_stops(tmp_path):
-    # Only that the stack comes up on fakeredis (the banner waits for the API and the
-    # worker's heartbeat): with fakeredis 2.40 and lupa, some runs get every EVAL of the
-    # API's build creation answered by a closed connection, so no build is driven here.
     dev = Proc([str(BIN / "pudding"), "dev", "--port", "0", "--no-dashboard", "--fakeredis"],
                base_env(), tmp_path / "dev.log")
     try:
@@ -128,6 +125,20 @@ def test_on_fakeredis_and_when_a_part_dies_everything_stops(tmp_path):
             return [image["role"] for image in json.loads(listed.stdout)]
 
         assert wait_for(web_images, 20, "the first EC2 sync") == ["web"]
+        built = subprocess.run(
+            [str(BIN / "pudding"), "build", "--site", "com", "--env", "prod", "--queue", "q",
+             "--instance-type", "c3.large", "--role", "web"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert built.returncode == 0, f"{built.stderr}\n{dev.output()}"
+        started = subprocess.run(
+            [str(BIN / "pudding"), "build-status", built.stdout.strip(), "--wait",
+             "--until", "started", "--field", "state"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert (started.returncode, started.stdout.strip()) == (0, "started"), (
+            f"{started.stderr}\n{dev.output()}"
+        )
 
         [api] = [p for p in dev.descendants() if "pudding.web" in " ".join(p.cmdline())]
         api.kill()
