@@ -58,7 +58,10 @@ def configure_logging(verbose: bool = False, stream: TextIO | None = None) -> No
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if stream.isatty():
-        processors.append(structlog.dev.ConsoleRenderer())
+        # Plain tracebacks: rich ones print local variables, which can hold secrets.
+        processors.append(
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        )
     else:
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     writer = LineWriter(stream)
