@@ -6,8 +6,25 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(
+    check: Callable[[], T], timeout: float = 20, message: str = "", interval: float = 0.05
+) -> T:
+    """Poll `check` until it returns something truthy, and return that; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message or check}")
+        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 import zlib
@@ -25,7 +24,7 @@ import pytest
 
 from pudding.dev import moto_ec2
 from pudding.jobs.sources import compress
-from tests.conftest import free_port
+from tests.support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "bin"
@@ -39,16 +38,6 @@ INIT_SCRIPT = (
     "#!/bin/sh\n# build {{ instance_build_id }}\ncurl -X PATCH '{{ instance_build_url }}'\n"
 )
 
-
-def wait_for(check: Callable[[], Any], timeout: float = 30, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message or check}")
-        time.sleep(0.1)
 
 
 def http(
@@ -219,7 +208,7 @@ def start_api(start: Callable[..., Proc], redis_url: str, **env: str) -> Api:
         assert proc.alive(), proc.output()
         return answers(f"{url}/", b"ohai")
 
-    wait_for(up, message="pudding-server")
+    wait_for(up, message="pudding-server", timeout=30)
     return Api(proc, url)
 
 

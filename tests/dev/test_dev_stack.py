@@ -12,8 +12,9 @@ import subprocess
 from urllib.parse import urlsplit, urlunsplit
 
 from pudding.dev import moto_ec2
+from tests.support import wait_for
 
-from .conftest import BIN, Proc, answers, base_env, http, wait_for
+from .conftest import BIN, Proc, answers, base_env, http
 
 
 def without_userinfo(url: str) -> tuple[str, dict[str, str]]:

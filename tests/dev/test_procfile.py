@@ -14,19 +14,9 @@ from pathlib import Path
 import pytest
 
 from pudding.jobs.sources import compress
-from tests.conftest import free_port
+from tests.support import free_port, wait_for
 
-from .conftest import (
-    BIN,
-    INIT_SCRIPT,
-    INSTANCE_RSA,
-    ROOT,
-    TOKEN,
-    answers,
-    base_env,
-    http,
-    wait_for,
-)
+from .conftest import BIN, INIT_SCRIPT, INSTANCE_RSA, ROOT, TOKEN, answers, base_env, http
 
 HONCHO = Path(sys.executable).with_name("honcho")
 

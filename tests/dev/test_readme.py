@@ -12,8 +12,9 @@ import click
 
 from pudding.jobs.__main__ import main as workers_main
 from pudding.web.__main__ import main as web_main
+from tests.support import wait_for
 
-from .conftest import BIN, ROOT, Proc, base_env, wait_for
+from .conftest import BIN, ROOT, Proc, base_env
 
 README = (ROOT / "README.md").read_text()
 

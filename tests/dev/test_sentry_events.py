@@ -7,7 +7,9 @@ import base64
 import json
 import time
 
-from .conftest import BIN, INSTANCE_RSA, TOKEN, start_api, wait_for, worker_env
+from tests.support import wait_for
+
+from .conftest import BIN, INSTANCE_RSA, TOKEN, start_api, worker_env
 
 
 def base64_forms(secret: str) -> list[str]:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from pudding.aws.ec2 import EC2
 from pudding.config import RedisSettings, SlackSettings, WorkerSettings
 from pudding.jobs.services import Services
 from pudding.jobs.sources import compress
-from tests.support import SlackStandIn, free_port
+from tests.support import SlackStandIn, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "jobs-test-token-5e2a"
@@ -88,18 +87,6 @@ curl -s -f -d "state=finished&instance-id=$INSTANCE_ID" -X PATCH "{{.InstanceBui
 """
 
 
-
-def wait_for(
-    check: Callable[[], Any], timeout: float = 20, interval: float = 0.1, message: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message or check}")
-        time.sleep(interval)
 
 
 class MotoServer:

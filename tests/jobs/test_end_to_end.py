@@ -8,6 +8,7 @@ import time
 
 from pudding.jobs.init_script import InitScriptTemplate
 from pudding.jobs.instance_yml import MetaYML
+from tests.support import wait_for
 
 from .conftest import (
     GO_TEMPLATE,
@@ -18,7 +19,6 @@ from .conftest import (
     get_build,
     include_url,
     post_build,
-    wait_for,
     wait_for_state,
     without_userinfo,
 )

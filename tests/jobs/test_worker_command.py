@@ -10,9 +10,9 @@ import pytest
 from pudding.config import QueueNames
 from pudding.jobs.__main__ import queues_from_env
 from pudding.jobs.sources import compress
-from tests.support import SlackStandIn
+from tests.support import SlackStandIn, wait_for
 
-from .conftest import INSTANCE_RSA, ROOT, wait_for, worker_env
+from .conftest import INSTANCE_RSA, ROOT, worker_env
 
 
 @pytest.fixture

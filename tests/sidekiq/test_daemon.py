@@ -7,15 +7,16 @@ import sys
 from collections import Counter
 
 from pudding.sidekiq import Client
+from tests.support import wait_for
 
-from .conftest import ROOT, wait_for
+from .conftest import ROOT
 
 
 def test_kill_9_loses_no_in_flight_job(r, spawn_worker):
     client = Client(r)
     jids = [client.perform_async("SlowJob", 1) for _ in range(10)]
     doomed = spawn_worker("-c", "4")
-    wait_for(lambda: r.llen("started") == 4, message="four jobs in flight")
+    wait_for(lambda: r.llen("started") == 4, message="four jobs in flight", timeout=10)
     doomed.process.kill()
     doomed.wait()
     assert r.llen("ran") == 0
@@ -36,7 +37,7 @@ def test_term_puts_unfinished_jobs_back_at_the_head_of_their_queue(r, spawn_work
     originals = {json.loads(raw)["jid"]: raw for raw in r.lrange("queue:default", 0, -1)}
     waiting = client.perform_async("RecordJob")
     worker = spawn_worker("-c", "2", "-t", "1")
-    wait_for(lambda: r.llen("started") == 2, message="both slow jobs running")
+    wait_for(lambda: r.llen("started") == 2, message="both slow jobs running", timeout=10)
     worker.signal(signal.SIGTERM)
     assert worker.wait(10) == 0, worker.output()
     queue = r.lrange("queue:default", 0, -1)
@@ -51,12 +52,14 @@ def test_term_puts_unfinished_jobs_back_at_the_head_of_their_queue(r, spawn_work
 
 def test_tstp_quiets_and_ttin_dumps_threads(r, spawn_worker):
     worker = spawn_worker("-c", "1")
-    identity = wait_for(lambda: next(iter(r.smembers("processes")), None), message="a process")
+    identity = wait_for(
+        lambda: next(iter(r.smembers("processes")), None), message="a process", timeout=10
+    )
     worker.signal(signal.SIGTTIN)
     worker.signal(signal.SIGTSTP)
-    wait_for(lambda: r.hget(identity, "quiet") == "true", message="quiet")
+    wait_for(lambda: r.hget(identity, "quiet") == "true", message="quiet", timeout=10)
     Client(r).perform_async("RecordJob")
-    wait_for(lambda: '"thread"' in worker.output(), message="a thread dump")
+    wait_for(lambda: '"thread"' in worker.output(), message="a thread dump", timeout=10)
     assert '"name": "heartbeat"' in worker.output()
     worker.signal(signal.SIGINT)
     assert worker.wait(10) == 0
@@ -121,4 +124,4 @@ def test_redis_provider_names_the_url_variable(r, redis_url, spawn_worker):
         },
     )
     jid = Client(r).perform_async("RecordJob")
-    wait_for(lambda: r.lrange("ran", 0, -1) == [jid], message="the job to run")
+    wait_for(lambda: r.lrange("ran", 0, -1) == [jid], message="the job to run", timeout=10)

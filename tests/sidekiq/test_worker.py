@@ -6,8 +6,7 @@ import time
 
 from pudding.sidekiq import Client, Job
 from pudding.sidekiq.api import ProcessSet, Stats
-
-from .conftest import wait_for
+from tests.support import wait_for
 
 ran: list[tuple[str, tuple]] = []
 release = threading.Event()
@@ -46,10 +45,12 @@ def setup_function():
 def test_runs_jobs_and_acks_them(r, start_worker):
     launcher = start_worker(Record)
     jids = [Client(r).perform_async(Record, n, "x") for n in range(20)]
-    wait_for(lambda: len(ran) == 20, message="20 jobs to run")
+    wait_for(lambda: len(ran) == 20, message="20 jobs to run", timeout=10)
     assert sorted(jid for jid, _ in ran) == sorted(jids)
     assert (jids[0], (0, "x")) in ran
-    wait_for(lambda: r.llen(launcher.fetch.inflight_key("default")) == 0, message="acks")
+    wait_for(
+        lambda: r.llen(launcher.fetch.inflight_key("default")) == 0, message="acks", timeout=10
+    )
 
 
 def test_garbage_never_stops_the_worker(r, start_worker):
@@ -61,8 +62,8 @@ def test_garbage_never_stops_the_worker(r, start_worker):
     client.push({"class": "NoSuchJob", "args": [1]})
     client.perform_async(TakesOne, 1, 2, 3)  # wrong arity
     jid = client.perform_async(Record, "after")
-    wait_for(lambda: (jid, ("after",)) in ran, message="the good job after the garbage")
-    wait_for(lambda: r.zcard("dead") == 4, message="four dead jobs")
+    wait_for(lambda: (jid, ("after",)) in ran, message="the good job after the garbage", timeout=10)
+    wait_for(lambda: r.zcard("dead") == 4, message="four dead jobs", timeout=10)
     dead = r.zrange("dead", 0, -1)
     assert "not json {" in dead and "[1, 2]" in dead
     errors = {json.loads(m)["error_message"] for m in dead if m.startswith("{")}
@@ -75,12 +76,16 @@ def test_garbage_never_stops_the_worker(r, start_worker):
 def test_failed_job_is_retried_by_the_poller_then_dies(r, start_worker):
     start_worker(Fails)
     jid = Client(r).perform_async(Fails)
-    wait_for(lambda: r.zcard("retry") == 1, message="the first failure")
+    wait_for(lambda: r.zcard("retry") == 1, message="the first failure", timeout=10)
     r.zadd("retry", {r.zrange("retry", 0, 0)[0]: 0})  # due now
-    wait_for(lambda: r.zcard("dead") == 1, message="the job to die after its one retry")
+    wait_for(lambda: r.zcard("dead") == 1, message="the job to die after its one retry", timeout=10)
     job = json.loads(r.zrange("dead", 0, -1)[0])
     assert job["jid"] == jid and job["retry_count"] == 1 and "retried_at" in job
-    wait_for(lambda: Stats.read(r).failed == 2 and Stats.read(r).processed == 2, message="stats")
+    wait_for(
+        lambda: Stats.read(r).failed == 2 and Stats.read(r).processed == 2,
+        message="stats",
+        timeout=10,
+    )
 
 
 def test_error_handlers_hear_of_failures(r, redis_url, worker_config):
@@ -94,7 +99,7 @@ def test_error_handlers_hear_of_failures(r, redis_url, worker_config):
     launcher.run()
     try:
         jid = Client(r).perform_async(Fails)
-        wait_for(lambda: reports, message="an error report")
+        wait_for(lambda: reports, message="an error report", timeout=10)
     finally:
         launcher.stop()
     [(message, context)] = reports
@@ -106,7 +111,7 @@ def test_scheduled_job_runs_when_due(r, start_worker):
     start_worker(Record)
     jid = Client(r).perform_in(0.5, Record, "later")
     assert r.zcard("schedule") == 1
-    wait_for(lambda: (jid, ("later",)) in ran, message="the scheduled job")
+    wait_for(lambda: (jid, ("later",)) in ran, message="the scheduled job", timeout=10)
     assert r.zcard("schedule") == 0
 
 
@@ -114,7 +119,7 @@ def test_heartbeat_shows_process_and_running_job(r, start_worker):
     launcher = start_worker(Blocking, concurrency=3, tag="blue")
     jid = Client(r).perform_async(Blocking)
     identity = launcher.identity
-    wait_for(lambda: r.hget(identity, "busy") == "1", message="busy 1")
+    wait_for(lambda: r.hget(identity, "busy") == "1", message="busy 1", timeout=10)
     fields = r.hgetall(identity)
     info = json.loads(fields["info"])
     assert info["identity"] == identity and info["concurrency"] == 3 and info["tag"] == "blue"
@@ -128,7 +133,7 @@ def test_heartbeat_shows_process_and_running_job(r, start_worker):
         assert work["queue"] == "default" and json.loads(work["payload"])["jid"] == jid
         assert isinstance(work["run_at"], int)
     release.set()
-    wait_for(lambda: r.hget(identity, "busy") == "0", message="idle again")
+    wait_for(lambda: r.hget(identity, "busy") == "0", message="idle again", timeout=10)
     assert not r.exists(f"{identity}:work")
 
 
@@ -138,7 +143,7 @@ def test_quiet_and_stop_from_the_signals_list(r, start_worker):
     thread.start()
     processes = ProcessSet(r)
     processes.quiet(launcher.identity)
-    wait_for(lambda: r.hget(launcher.identity, "quiet") == "true", message="quiet")
+    wait_for(lambda: r.hget(launcher.identity, "quiet") == "true", message="quiet", timeout=10)
     Client(r).perform_async(Record)
     processes.stop(launcher.identity)
     thread.join(10)
@@ -153,7 +158,7 @@ def test_stats_count_processed_and_failed(r, start_worker):
     for _ in range(3):
         client.perform_async(Record)
     client.perform_async(Fails)
-    wait_for(lambda: Stats.read(r).processed == 4, message="four processed")
+    wait_for(lambda: Stats.read(r).processed == 4, message="four processed", timeout=10)
     assert Stats.read(r).failed == 1
     day = time.strftime("%Y-%m-%d", time.gmtime())
     assert r.get(f"stat:processed:{day}") == "4"
@@ -181,6 +186,6 @@ def test_a_factory_hands_services_to_jobs_and_hooks_run(r, redis_url, worker_con
         launcher.on(event, lambda event=event: events.append(event))
     launcher.run()
     Client(r).perform_async(NeedsService, "hello")
-    wait_for(lambda: service == ["hello"], message="the job to use its service")
+    wait_for(lambda: service == ["hello"], message="the job to use its service", timeout=10)
     launcher.stop()
     assert events == ["startup", "quiet", "shutdown"]
