@@ -128,20 +128,11 @@ class ReliableFetch:
                     stop.wait(1)
                 finally:
                     self._fetching.release()
-            self._requeue_buffered()
+            self.requeue_buffered()
             return None
         finally:
             with self._lock:
                 self._waiting -= 1
-
-    def _requeue_buffered(self) -> None:
-        """A quiet process holds no jobs back: what a last fetch brought goes back now."""
-        try:
-            self.requeue(self.take_buffered())
-        except RedisError as error:
-            log.error(
-                "requeue failed; the jobs stay in flight and will be recovered", error=str(error)
-            )
 
     def job_took(self, seconds: float) -> None:
         """Processors report run times; short jobs make prefetching worth it."""
@@ -179,7 +170,7 @@ class ReliableFetch:
             self._return_acks(acks)
             raise
 
-    def take_buffered(self) -> list[UnitOfWork]:
+    def _take_buffered(self) -> list[UnitOfWork]:
         """Jobs fetched that no processor has started: they go back when we quiet."""
         with self._lock:
             works = list(self._buffer)
@@ -187,14 +178,26 @@ class ReliableFetch:
         return works
 
     def requeue(self, works: list[UnitOfWork]) -> None:
-        """Back to the tail of their queues, where they are fetched next, bytes unchanged."""
+        """Back to the tail of their queues, where they are fetched next, bytes unchanged.
+
+        Should Redis fail, they stay in our in-flight list and are recovered later.
+        """
         if not works:
             return
-        with self.redis.pipeline(transaction=True) as pipe:
-            for work in works:
-                pipe.rpush(f"queue:{work.queue}", work.job)
-                self.ack_in(pipe, work)
-            pipe.execute()
+        try:
+            with self.redis.pipeline(transaction=True) as pipe:
+                for work in works:
+                    pipe.rpush(f"queue:{work.queue}", work.job)
+                    self.ack_in(pipe, work)
+                pipe.execute()
+        except RedisError as error:
+            log.error(
+                "requeue failed; the jobs stay in flight and will be recovered", error=str(error)
+            )
+
+    def requeue_buffered(self) -> None:
+        """Jobs fetched that no processor has started go back: a quiet process holds none."""
+        self.requeue(self._take_buffered())
 
     def unregister(self) -> None:
         """After a clean stop: drop our in-flight lists if they are empty, as they should be."""

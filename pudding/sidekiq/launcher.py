@@ -133,7 +133,7 @@ class Launcher:
         log.info("quiet: no longer accepting new work", identity=self.identity)
         self.quieted.set()
         self._fire("quiet")
-        self._requeue(self.fetch.take_buffered())
+        self.fetch.requeue_buffered()
 
     def stop(self) -> None:
         """Finish running jobs within the timeout, requeue the rest, unregister."""
@@ -154,13 +154,13 @@ class Launcher:
             )
             for _ in unfinished:
                 self.counters.record(failed=True)
-        self._requeue(unfinished)
+        self.fetch.requeue(unfinished)
         # Idle processors may still be in a blocking fetch; what they get is requeued too.
         grace = time.monotonic() + HARD_SHUTDOWN_GRACE
         for processor in self.processors:
             if processor.tid not in abandoned:
                 processor.thread.join(max(grace - time.monotonic(), 0))
-        self._requeue(self.fetch.take_buffered())
+        self.fetch.requeue_buffered()
         try:
             self.fetch.flush_acks()
             self.heartbeat.clear()
@@ -191,14 +191,6 @@ class Launcher:
 
     def _in_flight(self) -> dict[str, tuple[UnitOfWork, int]]:
         return {p.tid: current for p in self.processors if (current := p.in_flight()) is not None}
-
-    def _requeue(self, works: list[UnitOfWork]) -> None:
-        try:
-            self.fetch.requeue(works)
-        except RedisError as error:
-            log.error(
-                "requeue failed; the jobs stay in flight and will be recovered", error=str(error)
-            )
 
 
 def _base36(number: int) -> str:
