@@ -19,8 +19,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pudding.jobs.names import INSTANCE_BUILDS_QUEUE, INSTANCE_TERMINATIONS_QUEUE
+from pudding.sidekiq.config import DEFAULT_REDIS_URL
 
-DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_PORT = 42151
 
 

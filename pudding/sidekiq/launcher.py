@@ -143,7 +143,7 @@ class Launcher:
         self.quiet()
         self._fire("shutdown")
         deadline = time.monotonic() + self.config.timeout
-        while self._busy() and time.monotonic() < deadline:
+        while self._in_flight() and time.monotonic() < deadline:
             time.sleep(0.1)
         abandoned = {p.tid: work for p in self.processors if (work := p.abandon()) is not None}
         unfinished = list(abandoned.values())
@@ -186,8 +186,6 @@ class Launcher:
                 log.info("received a signal from Redis", signal=signal)
                 self.signal(signal)
 
-    def _busy(self) -> bool:
-        return any(p.in_flight() is not None for p in self.processors)
 
     def _in_flight(self) -> dict[str, tuple[UnitOfWork, int]]:
         return {p.tid: current for p in self.processors if (current := p.in_flight()) is not None}
