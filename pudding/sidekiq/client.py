@@ -7,7 +7,7 @@ from typing import Any
 
 from redis import Redis
 
-from pudding.sidekiq import payload
+from pudding.sidekiq import ids, payload
 from pudding.sidekiq.job import DEFAULT_OPTIONS, Job
 
 # Ruby treats an `at` below this as an interval in seconds, not a timestamp.
@@ -108,7 +108,7 @@ def normalize(item: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"job 'queue' must be a non-empty string, not {job['queue']!r}")
     if not isinstance(job["retry"], bool | int):
         raise ValueError(f"job 'retry' must be true, false or a number, not {job['retry']!r}")
-    job.setdefault("jid", payload.new_jid())
+    job.setdefault("jid", ids.new_jid())
     job.setdefault("created_at", payload.now())
     return job
 

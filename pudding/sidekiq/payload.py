@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import time
 from typing import Any
 
@@ -12,11 +11,6 @@ from typing import Any
 def now() -> float:
     """Seconds since the epoch as a float: the timestamp format every Sidekiq Web reads."""
     return time.time()
-
-
-def new_jid() -> str:
-    """Twelve random bytes as 24 lowercase hex characters, like Ruby's jids."""
-    return secrets.token_hex(12)
 
 
 def dump(job: Any) -> str:

@@ -12,6 +12,7 @@ import falcon
 
 from pudding.config import WebConfig
 from pudding.jobs.names import INSTANCE_BUILD_JOB
+from pudding.sidekiq import ids
 from pudding.slack import SlackNotifier
 from pudding.store.builds import DEFAULT_ROLE, FINISHED, Build, BuildStore, UnknownBuild
 from pudding.store.init_scripts import CorruptInitScript, InitScripts
@@ -118,7 +119,7 @@ def build_from_request(
         raise ValidationFailed(errors)
 
     return Build(
-        id=str(uuid.UUID(value["id"])) if value["id"] else str(uuid.uuid4()),
+        id=str(uuid.UUID(value["id"])) if value["id"] else str(ids.new_uuid()),
         site=value["site"],
         env=value["env"],
         queue=value["queue"],

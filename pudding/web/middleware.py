@@ -19,12 +19,12 @@ import binascii
 import hmac
 import re
 import time
-import uuid
 from typing import Any
 
 import falcon
 import structlog
 
+from pudding.sidekiq import ids
 from pudding.store.init_scripts import InitScripts
 
 PUBLIC, TOKEN, BUILD = "public", "token", "build"
@@ -41,7 +41,7 @@ class AccessLog:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header("X-Request-Id") or ""
-        req.context.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        req.context.request_id = given if _REQUEST_ID.fullmatch(given) else ids.new_uuid().hex
         req.context.started = time.perf_counter()
         resp.set_header("X-Request-Id", req.context.request_id)
 

@@ -1,7 +1,10 @@
 import json
+import os
+import re
 
 import pytest
 
+from pudding.sidekiq import ids
 from pudding.sidekiq.client import Client
 from pudding.sidekiq.job import Job
 
@@ -80,3 +83,17 @@ def test_bad_jobs_are_refused_with_a_clear_error(r, item, message):
     with pytest.raises(ValueError, match=message):
         Client(r).push(item)
     assert r.dbsize() == 0
+
+
+def test_ids_are_random_and_a_forked_child_does_not_repeat_its_parents():
+    jids = {ids.new_jid() for _ in range(10_000)}
+    assert len(jids) == 10_000
+    assert all(re.fullmatch(r"[0-9a-f]{24}", jid) for jid in jids)
+    assert ids.new_uuid().version == 4
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write_end, ids.new_jid().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read_end, 24).decode() != ids.new_jid()

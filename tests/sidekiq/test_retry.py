@@ -4,7 +4,7 @@ import zlib
 
 import pytest
 
-from pudding.sidekiq import payload
+from pudding.sidekiq import ids, payload
 from pudding.sidekiq.config import WorkerConfig
 from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
 from pudding.sidekiq.job import Job
@@ -44,7 +44,7 @@ def base_job(**fields):
     return {
         "class": "Failing",
         "args": [1],
-        "jid": payload.new_jid(),
+        "jid": ids.new_jid(),
         "queue": "default",
         "retry": True,
         "created_at": payload.now(),
