@@ -51,29 +51,51 @@ class LineWriter:
 
 
 def configure_logging(verbose: bool = False, stream: TextIO | None = None) -> None:
+    """structlog, and the standard library's loggers (waitress, botocore) too, to one
+    stream through one writer. `verbose` is for pudding's own loggers: botocore's debug
+    lines would carry request bodies, instance user data included."""
     stream = stream or sys.stdout
-    processors: list[structlog.typing.Processor] = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    if stream.isatty():
+    renderer: list[structlog.typing.Processor] = (
         # Plain tracebacks: rich ones print local variables, which can hold secrets.
-        processors.append(
-            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
-        )
-    else:
-        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
+        if stream.isatty()
+        else [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    )
     writer = LineWriter(stream)
 
     def logger_factory(*_args: Any) -> LineWriter:
         return writer
 
     structlog.configure(
-        processors=processors,
+        processors=shared + renderer,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.DEBUG if verbose else logging.INFO
         ),
         logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
+    handler = _WriterHandler(writer)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+    ))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+
+
+class _WriterHandler(logging.Handler):
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.msg(self.format(record))
+        except Exception:
+            self.handleError(record)

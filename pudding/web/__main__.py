@@ -6,6 +6,7 @@ flag beats it. There is no default auth token: the server refuses to start witho
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -20,11 +21,12 @@ from pudding.config import (
     parse_addr,
     redis_url_from_env,
 )
+from pudding.sidekiq.log import configure_logging
 from pudding.web.app import create_app
-from pudding.web.logs import configure_logging
-from pudding.web.server import GracefulServer
+from pudding.web.server import GracefulServer, OncePerInterval
 
 SWITCH_INTERVAL = 0.0005
+QUEUE_WARNING_INTERVAL = 60.0
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,6 +90,7 @@ def main(
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
     configure_logging(debug)
+    logging.getLogger("waitress.queue").addFilter(OncePerInterval(QUEUE_WARNING_INTERVAL))
     # Each request passes between waitress's threads several times; with the default 5 ms
     # GIL switch interval those hand-offs, not the work, make the tail latency.
     sys.setswitchinterval(SWITCH_INTERVAL)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import threading
@@ -19,6 +20,26 @@ from waitress.server import TcpWSGIServer, create_server
 log = structlog.get_logger("pudding.web")
 
 WSGIApp = Callable[..., Any]
+
+
+class OncePerInterval(logging.Filter):
+    """Lets one record through per `interval` seconds.
+
+    waitress warns "Task queue depth is N" for every request that waits for a thread:
+    under load that is most of the log, and a good share of the server's CPU.
+    """
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self._interval = interval
+        self._next = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self._interval
+        return True
 
 
 class GracefulServer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 import pytest
@@ -26,6 +27,7 @@ from pudding.templates import (
     name_context,
     render_name,
 )
+from pudding.web.server import OncePerInterval
 
 
 def test_redis_url_resolution():
@@ -165,3 +167,16 @@ def test_slack_channel_and_configuration(slack):
     assert not notifier.notify("#x", "too slow")
     unreachable = SlackNotifier(SlackSettings(webhook_url="http://127.0.0.1:9/hook"))
     assert not unreachable.notify("#x", "nobody there")
+
+
+def test_waitress_queue_warnings_are_sampled():
+    logger = logging.getLogger("test.waitress.queue")
+    logger.propagate = False
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    logger.addFilter(OncePerInterval(60))
+    for depth in range(100):
+        logger.warning("Task queue depth is %d", depth)
+    assert seen == ["Task queue depth is 0"]
