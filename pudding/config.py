@@ -19,13 +19,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pudding.jobs.names import INSTANCE_BUILDS_QUEUE, INSTANCE_TERMINATIONS_QUEUE
-from pudding.sidekiq.config import DEFAULT_REDIS_URL
+from pudding.sidekiq.config import DEFAULT_REDIS_URL, ConfigError
 
 DEFAULT_PORT = 42151
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message says which and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -161,15 +157,6 @@ class WorkerSettings:
             )
         if self.init_script_ttl < 60:
             raise ConfigError("the init-script expiry must be at least 60 seconds")
-
-
-def redis_url_from_env(environ: Mapping[str, str] = os.environ) -> str:
-    """The Redis URL when no flag or PUDDING_REDIS_URL gives one.
-
-    The env var named by REDIS_PROVIDER (Heroku add-ons), else REDIS_URL, else localhost.
-    """
-    provider = environ.get("REDIS_PROVIDER", "")
-    return (provider and environ.get(provider)) or environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def default_addr(environ: Mapping[str, str] = os.environ) -> str:

@@ -12,7 +12,6 @@ import importlib
 import os
 import signal
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from pudding.config import (
     RedisSettings,
     SlackSettings,
     WorkerSettings,
-    redis_url_from_env,
 )
 from pudding.jobs import sources
 from pudding.jobs.builds import STEPS, InstanceBuildJob
@@ -36,7 +34,6 @@ from pudding.jobs.services import ServiceJob, Services
 from pudding.jobs.sync import EC2Sync
 from pudding.jobs.terminations import InstanceTerminationJob
 from pudding.sidekiq.cli import build_config, run, worker_options
-from pudding.sidekiq.config import ConfigError as EngineConfigError
 from pudding.sidekiq.job import Job, Registry
 from pudding.sidekiq.launcher import Launcher
 
@@ -89,7 +86,7 @@ def sample_script_values() -> dict[str, Any]:
 @worker_options
 @click.option("-r", "--require", "modules", multiple=True, metavar="MODULE",
               help="Python module with more Job classes to run beside pudding's (repeatable).")
-@click.option("--redis-url", envvar="PUDDING_REDIS_URL", default=redis_url_from_env,
+@click.option("--redis-url", envvar="PUDDING_REDIS_URL", default="",
               show_default="$REDIS_PROVIDER's var, $REDIS_URL, or redis://localhost:6379/0")
 @click.option("--instance-builds-queue-name", envvar="PUDDING_INSTANCE_BUILDS_QUEUE_NAME",
               default=QueueNames.instance_builds, show_default=True)
@@ -162,9 +159,10 @@ def main(
     environ = os.environ
     queues = QueueNames(instance_builds_queue_name, instance_terminations_queue_name)
     engine_options["verbose"] = engine_options["verbose"] or debug
-    config = build_config(default_queues=queues_from_env(environ, queues), **engine_options)
+    config = build_config(
+        default_queues=queues_from_env(environ, queues), redis_url=redis_url, **engine_options
+    )
     try:
-        config = replace(config, redis_url=redis_url).validate()
         settings = WorkerSettings(
             web_hostname=web_hostname,
             instance_rsa=sources.read_text(
@@ -174,7 +172,7 @@ def main(
                 init_script_template, sources.INIT_SCRIPT_TEMPLATE_VARS, environ
             ) or "",
             meta_yml=sources.read_text(instance_yml, sources.INSTANCE_YML_VARS, environ) or "",
-            redis=RedisSettings(url=redis_url),
+            redis=RedisSettings(url=config.redis_url),
             queues=queues,
             slack=SlackSettings(webhook_url=slack_webhook_url, team=slack_team,
                                 token=slack_token),
@@ -192,7 +190,7 @@ def main(
         services = Services.create(settings, ec2, checkpoint)
         services.init_script.render(sample_script_values())
     except (
-        ConfigError, EngineConfigError, NoCredentials, InitScriptTemplateError, MetaYMLError
+        ConfigError, NoCredentials, InitScriptTemplateError, MetaYMLError
     ) as error:
         raise click.UsageError(str(error)) from None
     registry = Registry([InstanceBuildJob, InstanceTerminationJob], factory=job_factory(services))

@@ -110,13 +110,18 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def build_config(default_queues: tuple[str, ...] = ("default",), **options: Any) -> WorkerConfig:
-    """The worker's config from `worker_options` values and the environment."""
+def build_config(
+    default_queues: tuple[str, ...] = ("default",), redis_url: str = "", **options: Any
+) -> WorkerConfig:
+    """The worker's config from `worker_options` values and the environment; an empty
+    `redis_url` means the one the environment gives (see `redis_url_from_env`)."""
     try:
         queues = tuple(parse_queue(q) for q in options.pop("queues")) or tuple(
             QueueSpec(name) for name in default_queues
         )
-        return WorkerConfig(redis_url=redis_url_from_env(), queues=queues, **options).validate()
+        return WorkerConfig(
+            redis_url=redis_url or redis_url_from_env(), queues=queues, **options
+        ).validate()
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
 

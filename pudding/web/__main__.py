@@ -19,8 +19,8 @@ from pudding.config import (
     WebConfig,
     default_addr,
     parse_addr,
-    redis_url_from_env,
 )
+from pudding.sidekiq.config import redis_url_from_env
 from pudding.sidekiq.log import configure_logging
 from pudding.web.app import create_app
 from pudding.web.server import GracefulServer, OncePerInterval
@@ -33,7 +33,7 @@ QUEUE_WARNING_INTERVAL = 60.0
 @click.version_option(package_name="pudding", prog_name="pudding-server")
 @click.option("-a", "--addr", envvar="PUDDING_ADDR", default=default_addr, show_default=":$PORT",
               help="Listen address, host:port or :port (default :$PORT, else :42151).")
-@click.option("-r", "--redis-url", envvar="PUDDING_REDIS_URL", default=redis_url_from_env,
+@click.option("-r", "--redis-url", envvar="PUDDING_REDIS_URL", default="",
               show_default="$REDIS_PROVIDER's var, $REDIS_URL, or redis://localhost:6379/0")
 @click.option("--instance-builds-queue-name", envvar="PUDDING_INSTANCE_BUILDS_QUEUE_NAME",
               default=QueueNames.instance_builds, show_default=True)
@@ -77,7 +77,7 @@ def main(
             auth_token=auth_token,
             host=host,
             port=port,
-            redis=RedisSettings(url=redis_url),
+            redis=RedisSettings(url=redis_url or redis_url_from_env()),
             queues=QueueNames(instance_builds_queue_name, instance_terminations_queue_name),
             slack=SlackSettings(webhook_url=slack_webhook_url, team=slack_team,
                                 token=slack_token),

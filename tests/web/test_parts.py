@@ -15,8 +15,8 @@ from pudding.config import (
     WebConfig,
     default_addr,
     parse_addr,
-    redis_url_from_env,
 )
+from pudding.sidekiq.config import redis_url_from_env
 from pudding.slack import SlackNotifier, normalize_channel
 from pudding.store.builds import Build, BuildStore, UnknownBuild
 from pudding.store.cache import Cache, Image, Instance
@@ -36,7 +36,8 @@ def test_redis_url_resolution():
     env = {"REDIS_PROVIDER": "REDISGREEN_URL", "REDISGREEN_URL": "redis://g/2",
            "REDIS_URL": "redis://a/1"}
     assert redis_url_from_env(env) == "redis://g/2"
-    assert redis_url_from_env({**env, "REDISGREEN_URL": ""}) == "redis://a/1"
+    with pytest.raises(ConfigError, match="REDIS_PROVIDER names REDISGREEN_URL, which is not set"):
+        redis_url_from_env({**env, "REDISGREEN_URL": ""})
 
 
 def test_listen_addresses():

@@ -38,6 +38,13 @@ def test_refuses_to_start_without_a_token():
     assert blank.returncode == 2
 
 
+def test_a_redis_provider_naming_an_unset_variable_is_a_clear_failure():
+    done = run_server("--addr", f"127.0.0.1:{free_port()}", PUDDING_AUTH_TOKEN=TOKEN,
+                      REDIS_PROVIDER="REDISGREEN_URL", REDIS_URL="redis://127.0.0.1:1/0")
+    assert done.returncode == 2
+    assert "REDIS_PROVIDER names REDISGREEN_URL, which is not set" in done.stderr
+
+
 def test_a_port_in_use_is_a_clear_failure():
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
