@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import queue
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -58,6 +62,61 @@ class SlackNotifier:
             # The endpoint URL holds a secret (webhook path or token): log only the error.
             log.warning("slack notification failed", channel=channel, error=_describe(error))
             return False
+
+
+class BackgroundNotifier:
+    """Posts from a thread of its own, so that a slow or hung Slack never holds up the
+    caller (an HTTP request, and with it one of the server's few threads).
+
+    Messages wait in a bounded queue; when it is full a message is dropped, with a
+    warning. At exit, what is queued is still sent, for at most `drain_timeout` seconds.
+    """
+
+    def __init__(
+        self, notifier: SlackNotifier, capacity: int = 1000, drain_timeout: float = 10.0
+    ) -> None:
+        self.notifier = notifier
+        self._messages: queue.Queue[tuple[str, str] | None] = queue.Queue(capacity)
+        self._drain_timeout = drain_timeout
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def notify(self, channel: str, text: str) -> None:
+        if not self.notifier.configured:
+            return
+        self._start()
+        try:
+            self._messages.put_nowait((channel, text))
+        except queue.Full:
+            log.warning("slack notification dropped: too many waiting", channel=channel)
+
+    def close(self) -> None:
+        """Send what is queued (within the drain timeout), then stop."""
+        thread = self._thread
+        if thread is None:
+            return
+        deadline = time.monotonic() + self._drain_timeout
+        while thread.is_alive() and time.monotonic() < deadline:
+            try:
+                self._messages.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("slack notifications not sent at exit",
+                        waiting=self._messages.qsize())
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="slack", daemon=True)
+                self._thread.start()
+                atexit.register(self.close)
+
+    def _run(self) -> None:
+        while (message := self._messages.get()) is not None:
+            self.notifier.notify(*message)
 
 
 def _describe(error: Exception) -> str:

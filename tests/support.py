@@ -70,6 +70,11 @@ class SlackStandIn:
     def texts(self) -> list[str]:
         return [message["text"] for message in self.received]
 
+    def wait_for_messages(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+        """The first `count` messages, once they have arrived (the web posts in the background)."""
+        wait_for(lambda: len(self.received) >= count, timeout, f"{count} Slack messages")
+        return self.received[:count]
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()

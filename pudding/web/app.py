@@ -9,7 +9,7 @@ import redis
 
 from pudding.config import WebConfig
 from pudding.sidekiq.client import Client
-from pudding.slack import SlackNotifier
+from pudding.slack import BackgroundNotifier, SlackNotifier
 from pudding.store.builds import BuildStore
 from pudding.store.cache import Cache
 from pudding.store.init_scripts import InitScripts
@@ -30,7 +30,8 @@ def create_app(
     build_store = BuildStore(client)
     scripts = InitScripts(client)
     cache = Cache(client)
-    slack = SlackNotifier(config.slack)
+    # Slack is told from a thread of its own: a slow Slack must not hold a request thread.
+    slack = BackgroundNotifier(SlackNotifier(config.slack))
 
     app = falcon.App(middleware=[AccessLog(), Auth(config.auth_token, scripts)])
     secrets = (config.auth_token, config.slack.token, config.slack.webhook_url)

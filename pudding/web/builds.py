@@ -13,7 +13,7 @@ import falcon
 from pudding.config import WebConfig
 from pudding.jobs.names import INSTANCE_BUILD_JOB
 from pudding.sidekiq import ids
-from pudding.slack import SlackNotifier
+from pudding.slack import BackgroundNotifier
 from pudding.store.builds import DEFAULT_ROLE, FINISHED, Build, BuildStore, UnknownBuild
 from pudding.store.init_scripts import CorruptInitScript, InitScripts
 from pudding.templates import DEFAULT_NAME_TEMPLATE, NameTemplateError, check_name_template
@@ -182,7 +182,11 @@ class InstanceBuild:
     auth = BUILD
 
     def __init__(
-        self, config: WebConfig, builds: BuildStore, scripts: InitScripts, slack: SlackNotifier
+        self,
+        config: WebConfig,
+        builds: BuildStore,
+        scripts: InitScripts,
+        slack: BackgroundNotifier,
     ) -> None:
         self.config = config
         self.builds = builds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 
 import pytest
@@ -244,7 +245,11 @@ def test_patch_with_another_state_is_a_no_op(client, r, slack, started_build):
         assert (result.status_code, result.json) == (200, {"no": "op"})
     assert BuildStore(r).get(started_build).state == "started"
     assert r.exists(f"pudding:init-script:{started_build}", f"pudding:auth:{started_build}") == 2
-    assert slack.received == []
+    # Messages go out in order, so the first one is this PATCH's, not a no-op's.
+    client.simulate_patch(f"/instance-builds/{started_build}", params={"state": "finished"},
+                          headers=AUTH)
+    assert slack.wait_for_messages(1)[0]["text"].startswith("Finished starting instance")
+    assert len(slack.received) == 1
 
 
 def test_patch_finished_records_notifies_and_wipes(client, r, slack, started_build):
@@ -256,7 +261,7 @@ def test_patch_finished_records_notifies_and_wipes(client, r, slack, started_bui
     build = BuildStore(r).get(started_build)
     assert build.state == "finished" and build.history[-1]["state"] == "finished"
     assert r.exists(f"pudding:init-script:{started_build}", f"pudding:auth:{started_build}") == 0
-    [message] = slack.received
+    [message] = slack.wait_for_messages(1)
     assert message["channel"] == "#builds"
     assert message["text"] == (f"Finished starting instance `i-0123abcd` "
                                f"for instance build *{started_build}*")
@@ -266,8 +271,24 @@ def test_patch_finished_records_notifies_and_wipes(client, r, slack, started_bui
     assert again.status_code == 403
     again = client.simulate_patch(f"/instance-builds/{started_build}",
                                   params={"state": "finished"}, headers=AUTH)
-    assert again.status_code == 200 and len(slack.received) == 1
+    assert again.status_code == 200
     assert len(BuildStore(r).get(started_build).history) == 3
+    # Messages go out in order: had the repeat queued one, it would come before this.
+    other = post(client, VALID).json["instance_builds"][0]["id"]
+    client.simulate_patch(f"/instance-builds/{other}", params={"state": "finished"},
+                          headers=AUTH)
+    assert other in slack.wait_for_messages(2)[1]["text"]
+    assert len(slack.received) == 2
+
+
+def test_patch_does_not_wait_for_a_slow_slack(client, slack, started_build):
+    slack.delay = 2.0
+    began = time.monotonic()
+    result = client.simulate_patch(f"/instance-builds/{started_build}",
+                                   params={"state": "finished"}, headers=AUTH)
+    assert result.status_code == 200
+    assert time.monotonic() - began < 1.0
+    assert started_build in slack.wait_for_messages(1)[0]["text"]
 
 
 def test_patch_params_instance_id_and_channel(client, r, slack, started_build):
@@ -276,8 +297,9 @@ def test_patch_params_instance_id_and_channel(client, r, slack, started_build):
         params={"state": "finished", "instance-id": "i-f00", "slack-channel": "#ops"})
     assert result.status_code == 200
     assert BuildStore(r).get(started_build).instance_id == "i-f00"
-    assert slack.received[0]["channel"] == "#ops"
-    assert "`i-f00`" in slack.received[0]["text"]
+    [message] = slack.wait_for_messages(1)
+    assert message["channel"] == "#ops"
+    assert "`i-f00`" in message["text"]
 
 
 def test_patch_without_instance_id_says_wat_and_slack_failure_is_harmless(
@@ -289,8 +311,9 @@ def test_patch_without_instance_id_says_wat_and_slack_failure_is_harmless(
         f"/instance-builds/{build_id}", body='{"state": "finished"}',
         headers={**AUTH, "Content-Type": "application/json"})
     assert result.status_code == 200
-    assert "`?wat?`" in slack.received[0]["text"]
-    assert slack.received[0]["channel"] == "#general"
+    [message] = slack.wait_for_messages(1)
+    assert "`?wat?`" in message["text"]
+    assert message["channel"] == "#general"
 
 
 def test_patch_json_must_be_an_object_of_strings(client, started_build):

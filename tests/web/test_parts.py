@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 
 import pytest
+import structlog
 
 from pudding.config import (
     ConfigError,
@@ -17,7 +19,7 @@ from pudding.config import (
     parse_addr,
 )
 from pudding.sidekiq.config import redis_url_from_env
-from pudding.slack import SlackNotifier, normalize_channel
+from pudding.slack import BackgroundNotifier, SlackNotifier, normalize_channel
 from pudding.store.builds import Build, BuildStore, UnknownBuild
 from pudding.store.cache import Cache, Image, Instance
 from pudding.templates import (
@@ -168,6 +170,21 @@ def test_slack_channel_and_configuration(slack):
     assert not notifier.notify("#x", "too slow")
     unreachable = SlackNotifier(SlackSettings(webhook_url="http://127.0.0.1:9/hook"))
     assert not unreachable.notify("#x", "nobody there")
+
+
+def test_background_slack_sends_in_order_drops_beyond_capacity_and_drains_on_close(slack):
+    slack.delay = 0.3
+    background = BackgroundNotifier(
+        SlackNotifier(SlackSettings(webhook_url=slack.url)), capacity=2, drain_timeout=5
+    )
+    with structlog.testing.capture_logs() as logs:
+        for n in range(4):  # one on its way, two waiting, one too many
+            background.notify("#x", f"message {n}")
+            time.sleep(0.05)
+        background.close()
+    assert slack.texts() == ["message 0", "message 1", "message 2"]
+    assert [entry["event"] for entry in logs] == [
+        "slack notification dropped: too many waiting"]
 
 
 def test_waitress_queue_warnings_are_sampled():
