@@ -8,7 +8,6 @@ import contextlib
 import gzip
 import json
 import os
-import signal
 import subprocess
 import threading
 import urllib.error
@@ -24,7 +23,7 @@ import pytest
 
 from pudding.dev import moto_ec2
 from pudding.jobs.sources import compress
-from tests.support import free_port, wait_for
+from tests.support import LoggedProcess, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "bin"
@@ -60,24 +59,15 @@ def answers(url: str, expect: bytes = b"") -> bool:
     return status == 200 and expect in body
 
 
-class Proc:
+class Proc(LoggedProcess):
     """A command in its own session, output in a file; `stop` ends its whole tree."""
 
     def __init__(
         self, argv: Sequence[str], env: Mapping[str, str], log_path: Path,
         cwd: Path = ROOT,
     ) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            list(argv), env=dict(env), cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+        super().__init__(argv, env, log_path, cwd, new_session=True)
         self._seen: dict[int, psutil.Process] = {}
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -104,18 +94,18 @@ class Proc:
                 pass
         return alive
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> None:
+    def stop(self, grace: float = 20) -> None:
         self.descendants()
         if self.alive():
-            self.process.send_signal(signum)
+            self.process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
+                self.process.wait(grace)
         for process in self.leftovers():
             process.kill()
         if self.alive():
             self.process.kill()
         self.process.wait(10)
-        self._log.close()
+        self.log.close()
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def pytest_runtest_makereport(
     if report.failed:
         for process in item.stash.get(PROCESSES, []):
             title = f"log of {process.name} (pid {process.pid})"
-            report.sections.append((title, process.log_text()))
+            report.sections.append((title, process.output()))
     return report
 
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
+from tests.support import LoggedProcess
+
 INTEROP_DIR = Path(__file__).resolve().parent
 JOBS_RB = INTEROP_DIR / "jobs.rb"
 CONFIG_RU = INTEROP_DIR / "config.ru"
@@ -72,47 +74,27 @@ def wait_until(
         time.sleep(interval)
 
 
-class ManagedProcess:
-    """A subprocess whose output goes to a log file, stopped for sure by `stop()`."""
+class ManagedProcess(LoggedProcess):
+    """A subprocess with a name for reports, its output in a log file."""
 
     def __init__(
         self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, log_path: Path
     ) -> None:
         self.name = name
-        self.argv = list(argv)
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.popen = subprocess.Popen(
-            self.argv, env=dict(env), cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        super().__init__(argv, env, log_path, cwd)
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        return self.process.pid
 
     def poll(self) -> int | None:
-        return self.popen.poll()
-
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.process.poll()
 
     def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+        return "\n".join(self.output().splitlines()[-lines:])
 
-    def stop(self) -> None:
-        """TERM, then KILL if it lingers; never leaves the process behind."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        self._log.close()
+    def stop(self, grace: float = 15) -> None:
+        super().stop(grace)
 
 
 class Ruby:

@@ -209,8 +209,8 @@ def test_ruby_dump_threads_reaches_our_worker(r: redis.Redis, ruby, pudding_work
     ruby("Sidekiq::ProcessSet.new.each(&:dump_threads)")
     # The TTIN travels through `<identity>-signals` and the next heartbeat; the dump shows
     # the job's thread waiting in SlowJob.perform.
-    wait_until(lambda: "in perform" in worker.process.log_text()
-               and "pyjobs.py" in worker.process.log_text(), 10,
+    wait_until(lambda: "in perform" in worker.process.output()
+               and "pyjobs.py" in worker.process.output(), 10,
                "a thread dump in our log", alive=[worker.process])
     assert not r.exists(f"{worker.identity}-signals")
     r.rpush(f"release:{slow}", "go")

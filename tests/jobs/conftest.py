@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -23,7 +22,7 @@ from pudding.aws.ec2 import EC2
 from pudding.config import RedisSettings, SlackSettings, WorkerSettings
 from pudding.jobs.services import Services
 from pudding.jobs.sources import compress
-from tests.support import SlackStandIn, free_port, wait_for
+from tests.support import LoggedProcess, SlackStandIn, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "jobs-test-token-5e2a"
@@ -227,37 +226,8 @@ def user_data(ec2_client: Any, instance_id: str) -> str:
     return base64.b64decode(reply["UserData"]["Value"]).decode()
 
 
-class Process:
-    """A child process with its output in a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self.log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            args, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def wait(self, timeout: float = 30) -> int:
-        return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.log.close()
-
-
 class Api:
-    def __init__(self, process: Process, port: int) -> None:
+    def __init__(self, process: LoggedProcess, port: int) -> None:
         self.process = process
         self.url = f"http://127.0.0.1:{port}"
 
@@ -293,9 +263,9 @@ def api(tmp_path: Path, redis_url: str, slack: SlackStandIn) -> Iterator[Api]:
         "PUDDING_SLACK_WEBHOOK_URL": slack.url,
         "PUDDING_DEFAULT_SLACK_CHANNEL": "#builds",
     }
-    process = Process(
+    process = LoggedProcess(
         [str(ROOT / "bin" / "pudding-server"), "--addr", f"127.0.0.1:{port}"],
-        env, tmp_path / "api.log",
+        env, tmp_path / "api.log", ROOT, new_session=True,
     )
     server = Api(process, port)
 
@@ -341,15 +311,15 @@ def worker_env(
 @pytest.fixture
 def start_worker(
     tmp_path: Path, redis_url: str, aws_env: dict[str, str], slack: SlackStandIn, api: Api
-) -> Iterator[Callable[..., Process]]:
+) -> Iterator[Callable[..., LoggedProcess]]:
     """Starts bin/pudding-workers (`-c 2`, short intervals) with extra env vars."""
-    started: list[Process] = []
+    started: list[LoggedProcess] = []
 
-    def start(*args: str, **extra_env: str) -> Process:
+    def start(*args: str, **extra_env: str) -> LoggedProcess:
         env = {**worker_env(redis_url, aws_env, slack, api.url), **extra_env}
-        process = Process(
+        process = LoggedProcess(
             [str(ROOT / "bin" / "pudding-workers"), "-c", "2", "-t", "2", *args],
-            env, tmp_path / f"worker-{len(started)}.log",
+            env, tmp_path / f"worker-{len(started)}.log", ROOT, new_session=True,
         )
         started.append(process)
         return process

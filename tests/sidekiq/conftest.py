@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -16,6 +15,7 @@ from pudding.sidekiq.config import QueueSpec, WorkerConfig
 from pudding.sidekiq.job import Job, Registry
 from pudding.sidekiq.launcher import Launcher
 from pudding.sidekiq.redis_connection import create_redis
+from tests.support import LoggedProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,42 +50,27 @@ def start_worker(worker_config: WorkerConfig) -> Iterator[Callable[..., Launcher
         launcher.stop()
 
 
-class WorkerProcess:
+class WorkerProcess(LoggedProcess):
     """`python -m pudding.sidekiq` as a child process, its log in a file."""
 
     def __init__(
         self, redis_url: str, log_path: Path, *args: str, env: dict[str, str] | None = None
     ):
-        self.log_path = log_path
-        self.log = log_path.open("ab")
-        self.process = subprocess.Popen(
+        super().__init__(
             [sys.executable, "-m", "pudding.sidekiq", "-r", "tests.sidekiq.jobs", *args],
-            cwd=ROOT,
-            env={
+            {
                 **os.environ,
                 "REDIS_URL": redis_url,
                 "SIDEKIQ_HEARTBEAT_INTERVAL": "0.2",
                 "SIDEKIQ_POLL_INTERVAL_AVERAGE": "0.2",
                 **(env or {}),
             },
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            log_path,
+            ROOT,
         )
 
     def signal(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)
-
-    def wait(self, timeout: float = 15) -> int:
-        return self.process.wait(timeout)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
-        self.log.close()
 
 
 @pytest.fixture
@@ -99,4 +84,4 @@ def spawn_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Worke
 
     yield spawn
     for worker in workers:
-        worker.kill()
+        worker.stop(grace=0)

@@ -18,7 +18,7 @@ def test_kill_9_loses_no_in_flight_job(r, spawn_worker):
     doomed = spawn_worker("-c", "4")
     wait_for(lambda: r.llen("started") == 4, message="four jobs in flight", timeout=10)
     doomed.process.kill()
-    doomed.wait()
+    doomed.wait(15)
     assert r.llen("ran") == 0
     spawn_worker(
         "-c", "5", env={"SIDEKIQ_DEAD_PROCESS_TIMEOUT": "1", "SIDEKIQ_ORPHAN_CHECK_INTERVAL": "0.5"}

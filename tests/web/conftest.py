@@ -15,10 +15,9 @@ from typing import Any
 
 import falcon.testing
 import pytest
-import redis
 
 from pudding.config import RedisSettings, SlackSettings, WebConfig
-from tests.support import SlackStandIn, free_port
+from tests.support import LoggedProcess, RedisServer, SlackStandIn, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-9c1f"
@@ -79,69 +78,28 @@ def ruby_queue(redis_url: str, queue: str) -> list[dict[str, Any]]:
 needs_ruby = pytest.mark.skipif(shutil.which("ruby") is None, reason="ruby is not installed")
 
 
-class PrivateRedis:
-    """A redis-server of one test's own, which the test may stop and start again."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-             "--bind", "127.0.0.1", "--dir", str(self.workdir), "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=self.port).ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of one test's own, which the test may stop and start again."""
+    server = RedisServer(tmp_path)
     yield server
     server.stop()
 
 
-class ServerProcess:
+class ServerProcess(LoggedProcess):
     """bin/pudding-server as a child process, its output in a file."""
 
     def __init__(self, log_path: Path, env: dict[str, str], listen_via: str) -> None:
         """`listen_via` says how the port is given: the `--addr` flag, `PUDDING_ADDR`,
         or `PORT` (then on all interfaces)."""
         self.port = free_port()
-        self.log_path = log_path
-        self.log = log_path.open("wb")
         args, env = [], {k: v for k, v in {**os.environ, **env}.items()
                          if k not in ("PORT", "PUDDING_ADDR")}
         if listen_via == "--addr":
             args = ["--addr", f"127.0.0.1:{self.port}"]
         else:
             env[listen_via] = str(self.port) if listen_via == "PORT" else f"127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [str(ROOT / "bin" / "pudding-server"), *args],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )
+        super().__init__([str(ROOT / "bin" / "pudding-server"), *args], env, log_path, ROOT)
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -155,16 +113,6 @@ class ServerProcess:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.log.close()
-
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Any]:
@@ -177,5 +125,5 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
 
     yield start
     for server in started:
-        server.stop()
+        server.stop(grace=0)
 

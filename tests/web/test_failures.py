@@ -43,7 +43,7 @@ def test_kaboom_is_reported_to_sentry_when_configured(config, monkeypatch):
 
 
 def test_redis_down_is_503_fast_and_the_app_recovers(private_redis):
-    config = WebConfig(auth_token=TOKEN, redis=RedisSettings(url=private_redis.url))
+    config = WebConfig(auth_token=TOKEN, redis=RedisSettings(url=private_redis.url()))
     client = falcon.testing.TestClient(create_app(config))
     assert client.simulate_get("/instances", headers=AUTH).status_code == 200
 
@@ -69,7 +69,7 @@ def test_redis_down_is_503_fast_and_the_app_recovers(private_redis):
 
 
 def test_a_hung_redis_is_503_within_2_seconds(private_redis):
-    config = WebConfig(auth_token=TOKEN, redis=RedisSettings(url=private_redis.url))
+    config = WebConfig(auth_token=TOKEN, redis=RedisSettings(url=private_redis.url()))
     client = falcon.testing.TestClient(create_app(config))
     assert client.simulate_get("/images", headers=AUTH).status_code == 200
     private_redis.process.send_signal(signal.SIGSTOP)
