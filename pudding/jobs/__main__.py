@@ -33,6 +33,7 @@ from pudding.jobs.instance_yml import MetaYMLError
 from pudding.jobs.services import ServiceJob, Services
 from pudding.jobs.sync import EC2Sync
 from pudding.jobs.terminations import InstanceTerminationJob
+from pudding.options import queue_options, slack_options
 from pudding.sidekiq.cli import build_config, run, worker_options
 from pudding.sidekiq.job import Job, Registry
 from pudding.sidekiq.launcher import Launcher
@@ -88,11 +89,7 @@ def sample_script_values() -> dict[str, Any]:
               help="Python module with more Job classes to run beside pudding's (repeatable).")
 @click.option("--redis-url", envvar="PUDDING_REDIS_URL", default="",
               show_default="$REDIS_PROVIDER's var, $REDIS_URL, or redis://localhost:6379/0")
-@click.option("--instance-builds-queue-name", envvar="PUDDING_INSTANCE_BUILDS_QUEUE_NAME",
-              default=QueueNames.instance_builds, show_default=True)
-@click.option("--instance-terminations-queue-name",
-              envvar="PUDDING_INSTANCE_TERMINATIONS_QUEUE_NAME",
-              default=QueueNames.instance_terminations, show_default=True)
+@queue_options
 @click.option("-H", "--web-hostname", envvar="PUDDING_WEB_HOSTNAME",
               default="http://localhost:42151", show_default=True,
               help="The API's public base URL, with its scheme; instances fetch their "
@@ -124,10 +121,7 @@ def sample_script_values() -> dict[str, Any]:
 @click.option("--init-script-expiry", envvar="PUDDING_TEMPORARY_INIT_EXPIRY", type=int,
               default=WorkerSettings.init_script_ttl, show_default=True,
               help="Seconds an init script and its password can be fetched.")
-@click.option("--slack-webhook-url", envvar="PUDDING_SLACK_WEBHOOK_URL", default="",
-              help="Slack incoming-webhook URL (preferred over team + token).")
-@click.option("--slack-team", envvar="PUDDING_SLACK_TEAM", default="")
-@click.option("--slack-token", envvar="PUDDING_SLACK_TOKEN", default="")
+@slack_options
 @click.option("--sentry-dsn", envvar=["PUDDING_SENTRY_DSN", "SENTRY_DSN"], default="",
               help="Report job failures to this Sentry project.")
 @click.option("--debug/--no-debug", envvar="DEBUG", default=False, help="The same as -v.")

@@ -20,6 +20,7 @@ from pudding.config import (
     default_addr,
     parse_addr,
 )
+from pudding.options import queue_options, slack_options
 from pudding.sidekiq.config import redis_url_from_env
 from pudding.sidekiq.log import configure_logging
 from pudding.web.app import create_app
@@ -35,17 +36,10 @@ QUEUE_WARNING_INTERVAL = 60.0
               help="Listen address, host:port or :port (default :$PORT, else :42151).")
 @click.option("-r", "--redis-url", envvar="PUDDING_REDIS_URL", default="",
               show_default="$REDIS_PROVIDER's var, $REDIS_URL, or redis://localhost:6379/0")
-@click.option("--instance-builds-queue-name", envvar="PUDDING_INSTANCE_BUILDS_QUEUE_NAME",
-              default=QueueNames.instance_builds, show_default=True)
-@click.option("--instance-terminations-queue-name",
-              envvar="PUDDING_INSTANCE_TERMINATIONS_QUEUE_NAME",
-              default=QueueNames.instance_terminations, show_default=True)
+@queue_options
 @click.option("-A", "--auth-token", envvar="PUDDING_AUTH_TOKEN", default="",
               help="Required: clients send `Authorization: token <this>`.")
-@click.option("--slack-webhook-url", envvar="PUDDING_SLACK_WEBHOOK_URL", default="",
-              help="Slack incoming-webhook URL (preferred over team + token).")
-@click.option("--slack-team", envvar="PUDDING_SLACK_TEAM", default="")
-@click.option("--slack-token", envvar="PUDDING_SLACK_TOKEN", default="")
+@slack_options
 @click.option("--default-slack-channel", envvar="PUDDING_DEFAULT_SLACK_CHANNEL",
               default="#general", show_default=True)
 @click.option("--sentry-dsn", envvar=["PUDDING_SENTRY_DSN", "SENTRY_DSN"], default="")
