@@ -29,9 +29,8 @@ def _forget_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
-def random_bytes(size: int) -> bytes:
-    if size > CHUNK:
-        return os.urandom(size)
+def _random_bytes(size: int) -> bytes:
+    """`size` (at most CHUNK) random bytes."""
     if len(_buffer.data) < size:
         _buffer.data = os.urandom(CHUNK)
     taken, _buffer.data = _buffer.data[:size], _buffer.data[size:]
@@ -40,9 +39,9 @@ def random_bytes(size: int) -> bytes:
 
 def new_jid() -> str:
     """Twelve random bytes as 24 lowercase hex characters, like Ruby's jids."""
-    return random_bytes(12).hex()
+    return _random_bytes(12).hex()
 
 
 def new_uuid() -> uuid.UUID:
     """A version 4 UUID, as `uuid.uuid4()` makes."""
-    return uuid.UUID(bytes=random_bytes(16), version=4)
+    return uuid.UUID(bytes=_random_bytes(16), version=4)
