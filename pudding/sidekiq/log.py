@@ -2,7 +2,8 @@
 
 Lines are written by a background thread: a job thread that logs never waits on
 I/O, which would hand the GIL to another thread and stall it for a whole switch
-interval under load.
+interval under load. That thread writes at most every `FLUSH_INTERVAL`: waking it for
+each line cost a busy server a quarter of its CPU in thread switches.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import logging
 import queue
 import sys
 import threading
+import time
 from typing import Any, TextIO
 
 import structlog
 
+FLUSH_INTERVAL = 0.05
+
 
 class LineWriter:
-    """A structlog logger whose lines a single thread writes and flushes, in batches."""
+    """A structlog logger whose lines a single thread writes and flushes, in batches:
+    a line waits at most `FLUSH_INTERVAL` seconds."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -40,7 +45,8 @@ class LineWriter:
     def _run(self) -> None:
         while True:
             batch = [self._lines.get()]
-            while not self._lines.empty() and len(batch) < 1000:
+            time.sleep(FLUSH_INTERVAL)
+            while not self._lines.empty():
                 batch.append(self._lines.get_nowait())
             lines = [line for line in batch if line is not None]
             if lines:
