@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -81,6 +81,8 @@ class WebConfig:
     sentry_dsn: str = ""
     debug: bool = False
     threads: int = 8
+    # Empty: wherever the kernel puts them. See parse_cpus.
+    cpus: frozenset[int] = frozenset()
     max_body_bytes: int = 64 * 1024
     max_build_count: int = 100
 
@@ -173,3 +175,28 @@ def parse_addr(addr: str) -> tuple[str, int]:
     if port is None:
         raise ConfigError(f"bad listen address {addr!r}: expected host:port or :port")
     return parts.hostname or "0.0.0.0", port
+
+
+def parse_cpus(text: str, allowed: Collection[int]) -> frozenset[int]:
+    """A CPU list as taskset(1) writes it ("1", "0,2", "0-3"); each CPU must be one of
+    `allowed` (those this process may run on). Empty text: no CPUs, meaning no pinning.
+
+    Why pin: a CPython process runs one thread at a time, and when waitress's threads hand
+    the GIL to each other across CPUs, the hand-offs cost more than the requests.
+    """
+    cpus: set[int] = set()
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        first, dash, last = part.partition("-")
+        try:
+            low, high = int(first), int(last if dash else first)
+        except ValueError:
+            raise ConfigError(f"bad CPU list {text!r}: expected numbers like 1 or 0,2-3") from None
+        if low > high:
+            raise ConfigError(f"bad CPU list {text!r}: {part} runs backwards")
+        cpus.update(range(low, high + 1))
+    if refused := sorted(cpus - set(allowed)):
+        raise ConfigError(
+            f"CPU {refused[0]} is not one this process may use "
+            f"(it may use {', '.join(map(str, sorted(allowed)))})"
+        )
+    return frozenset(cpus)

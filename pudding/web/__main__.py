@@ -7,6 +7,7 @@ flag beats it. There is no default auth token: the server refuses to start witho
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -19,6 +20,7 @@ from pudding.config import (
     WebConfig,
     default_addr,
     parse_addr,
+    parse_cpus,
 )
 from pudding.options import queue_options, slack_options
 from pudding.sidekiq.config import redis_url_from_env
@@ -45,6 +47,9 @@ QUEUE_WARNING_INTERVAL = 60.0
 @click.option("--sentry-dsn", envvar=["PUDDING_SENTRY_DSN", "SENTRY_DSN"], default="")
 @click.option("--threads", envvar="PUDDING_WEB_THREADS", type=click.IntRange(1, 256),
               default=WebConfig.threads, show_default=True)
+@click.option("--cpus", envvar="PUDDING_WEB_CPUS", default="",
+              help="Run the server on these CPUs only, e.g. 1 or 0,2-3 (default: any). "
+                   "One CPU serves the most requests per second: see the README.")
 @click.option("--max-build-count", envvar="PUDDING_MAX_BUILD_COUNT", type=click.IntRange(1),
               default=WebConfig.max_build_count, show_default=True,
               help="Upper bound of an instance build's `count`.")
@@ -61,6 +66,7 @@ def main(
     default_slack_channel: str,
     sentry_dsn: str,
     threads: int,
+    cpus: str,
     max_build_count: int,
     debug: bool,
 ) -> None:
@@ -79,10 +85,14 @@ def main(
             sentry_dsn=sentry_dsn,
             debug=debug,
             threads=threads,
+            cpus=parse_cpus(cpus, os.sched_getaffinity(0)),
             max_build_count=max_build_count,
         )
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
+    if config.cpus:
+        # Before any thread starts: threads inherit the CPUs of the thread that starts them.
+        os.sched_setaffinity(0, config.cpus)
     configure_logging(debug)
     logging.getLogger("waitress.queue").addFilter(OncePerInterval(QUEUE_WARNING_INTERVAL))
     # Each request passes between waitress's threads several times; with the default 5 ms

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 
@@ -17,6 +18,7 @@ from pudding.config import (
     WebConfig,
     default_addr,
     parse_addr,
+    parse_cpus,
 )
 from pudding.sidekiq.config import redis_url_from_env
 from pudding.slack import BackgroundNotifier, SlackNotifier, normalize_channel
@@ -50,6 +52,17 @@ def test_listen_addresses():
     for bad in ("nope", "host:port", ":99999"):
         with pytest.raises(ConfigError):
             parse_addr(bad)
+
+
+def test_cpu_lists():
+    allowed = range(8)
+    assert parse_cpus("", allowed) == frozenset()
+    assert parse_cpus("3", allowed) == {3}
+    assert parse_cpus("0,2-4, 7", allowed) == {0, 2, 3, 4, 7}
+    for bad, message in [("x", "bad CPU list"), ("4-2", "runs backwards"),
+                         ("1,8", "CPU 8 is not one this process may use (it may use 0, 1, 2")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_cpus(bad, allowed)
 
 
 def test_config_needs_a_token():

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +52,25 @@ def test_a_port_in_use_is_a_clear_failure():
         done = run_server("--addr", f"127.0.0.1:{port}", PUDDING_AUTH_TOKEN=TOKEN)
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def test_a_cpu_it_may_not_use_is_a_clear_failure():
+    done = run_server("--addr", f"127.0.0.1:{free_port()}", "--cpus", "100000",
+                      PUDDING_AUTH_TOKEN=TOKEN)
+    assert done.returncode == 2
+    assert "CPU 100000 is not one this process may use" in done.stderr
+
+
+def test_cpus_pins_every_thread_of_the_server(start_server, redis_url):
+    cpu = max(os.sched_getaffinity(0))
+    server = start_server(PUDDING_AUTH_TOKEN=TOKEN, PUDDING_REDIS_URL=redis_url,
+                          PUDDING_WEB_CPUS=str(cpu))
+    tasks = list((Path("/proc") / str(server.process.pid) / "task").iterdir())
+    # waitress's threads, the log writer, the main thread.
+    assert len(tasks) > 3
+    for task in tasks:
+        status = (task / "status").read_text()
+        assert f"Cpus_allowed_list:\t{cpu}\n" in status
 
 
 def call(server, method: str, path: str, body: bytes | None = None,
