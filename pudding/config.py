@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from pudding.jobs.names import INSTANCE_BUILDS_QUEUE, INSTANCE_TERMINATIONS_QUEUE
 from pudding.sidekiq.config import DEFAULT_REDIS_URL, ConfigError
+from pudding.store.redis_client import ThreadLocalRedis
 
 DEFAULT_PORT = 42151
 
@@ -33,7 +34,7 @@ class RedisSettings:
 
     def client(self) -> redis.Redis:
         """A client on the URL's database (unlike the Go original, which ignored it)."""
-        return redis.Redis.from_url(
+        return ThreadLocalRedis.from_url(
             self.url,
             decode_responses=True,
             socket_timeout=self.socket_timeout,

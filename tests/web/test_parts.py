@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import threading
 import time
 import uuid
 
@@ -82,6 +84,29 @@ def test_the_web_redis_client_uses_the_urls_database(redis_server):
 def build(**changes) -> Build:
     return Build(**{"id": str(uuid.uuid4()), "site": "org", "env": "test", "queue": "docker",
                     "instance_type": "c3.4xlarge", "count": 2, **changes})
+
+
+def test_each_thread_sends_its_commands_on_a_connection_of_its_own(redis_url):
+    client = RedisSettings(url=redis_url).client()
+    mine = client.client_id()
+    others: list[int] = []
+    other = threading.Thread(target=lambda: others.append(client.client_id()))
+    other.start()
+    other.join()
+    # A pool would have handed the other thread the connection this one just used.
+    assert others[0] != mine
+    assert client.client_id() == mine
+    with client.pipeline(transaction=True) as pipe:  # pipelines take a pool connection
+        pipe.client_id()
+        assert pipe.execute()[0] != mine
+
+    read, write = os.pipe()
+    if (pid := os.fork()) == 0:
+        os.write(write, str(client.client_id()).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert int(os.read(read, 32)) != mine  # a forked child does not share the socket
+    assert client.client_id() == mine
 
 
 def test_build_store_round_trip_and_worker_updates(r):
