@@ -102,10 +102,16 @@ _HASH_FIELDS = tuple(f.name for f in fields(Build) if f.name != "history")
 # One round trip, all or nothing: the build, its first history entry, its place in the
 # index and (when ARGV[6] names a queue) its Sidekiq job, unless the id exists already.
 # KEYS: build, history, index[, Sidekiq's "queues", "queue:<name>"]
-# ARGV: retention, score, cutoff score, id, history entry, queue name, job JSON, fields…
+# ARGV: retention, score, cutoff score, id, history entry, queue name, job JSON,
+#       the build's fields as one JSON object (one argument, not 36: cheaper to send)
 CREATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+local fields = {}
+for name, value in pairs(cjson.decode(ARGV[8])) do
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value
+end
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
@@ -151,7 +157,7 @@ class BuildStore:
             args[5:7] = [job["queue"], payload.dump(job)]
         created = replace(build, state=PENDING, created_at=now, updated_at=now,
                           jid=job["jid"] if job else build.jid, history=(entry,))
-        args += [item for pair in created.to_hash().items() for item in pair]
+        args.append(json.dumps(created.to_hash(), ensure_ascii=False))
         if self._create(keys=keys, args=args):
             return created, True
         existing = self.get(build.id)

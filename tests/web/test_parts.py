@@ -126,6 +126,15 @@ def test_build_store_round_trip_and_worker_updates(r):
     assert store.recent() == [failed]
 
 
+def test_build_store_keeps_any_text_exactly(r):
+    store = BuildStore(r)
+    odd = '#ünï-cödé 😀 "quoted" \\ back\tslash \u2028'
+    created, _ = store.create(build(slack_channel=odd, name_template=odd + " {{ id }}"))
+    assert r.hget(f"pudding:instance-build:{created.id}", "slack_channel") == odd
+    assert store.get(created.id) == created
+    assert created.slack_channel == odd
+
+
 def test_build_store_refuses_bad_changes(r):
     store = BuildStore(r)
     created, _ = store.create(build())
