@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import time
 
-from pudding.sidekiq.log import FLUSH_INTERVAL, LineWriter
+from pudding.sidekiq import log
+from pudding.sidekiq.log import FLUSH_INTERVAL, FLUSH_LINES, LineWriter
 
 
 class RecordingStream(io.StringIO):
@@ -41,3 +42,24 @@ def test_a_line_is_written_within_the_flush_interval():
         time.sleep(0.005)
     assert stream.getvalue() == "hello\n"
     writer.close()
+
+
+def test_a_burst_is_written_without_waiting_out_the_interval(monkeypatch):
+    # A long interval: only the number of waiting lines can wake the writer in time,
+    # and so bound the memory a burst holds.
+    monkeypatch.setattr(log, "FLUSH_INTERVAL", 30.0)
+    stream = RecordingStream()
+    writer = LineWriter(stream)
+    writer.msg("first")
+    time.sleep(0.1)  # the writer now waits out the interval
+    for n in range(FLUSH_LINES):
+        writer.msg(f"line {n}")
+    deadline = time.monotonic() + 5
+    while stream.getvalue().count("\n") < FLUSH_LINES and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.getvalue().count("\n") >= FLUSH_LINES
+    writer.msg("last")
+    began = time.monotonic()
+    writer.close()  # does not wait out the interval either
+    assert time.monotonic() - began < 2
+    assert stream.getvalue().endswith("last\n")
