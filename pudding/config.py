@@ -33,7 +33,8 @@ class RedisSettings:
     connect_timeout: float = 1.0
 
     def client(self) -> redis.Redis:
-        """A client on the URL's database (unlike the Go original, which ignored it)."""
+        """A client on the URL's database (unlike the Go original, which ignored it), with
+        a connection of its own for each thread that uses it."""
         return ThreadLocalRedis.from_url(
             self.url,
             decode_responses=True,
