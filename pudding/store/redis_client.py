@@ -1,9 +1,11 @@
 """The client the stores talk to Redis with: each thread sends its commands on a
-connection of its own.
+connection of its own, with nothing around the send and the read.
 
-redis-py's pool hands a connection out and back for every command, and polls it on the
-way out; each of those system calls lets another of waitress's threads take the GIL.
-With one connection per thread, a command costs its send and its receive.
+redis-py's pool hands a connection out and back for every command and polls it on the
+way out, and its client wraps each command in a retry loop and a timing record; each
+of those layers costs a request CPU, and each system call lets another of waitress's
+threads take the GIL. With one connection per thread and no retry (the API answers
+503 at once when Redis is down), a command costs its packing, its send and its read.
 """
 
 from __future__ import annotations
@@ -13,23 +15,40 @@ import threading
 from typing import Any
 
 from redis import Redis
+from redis.connection import AbstractConnection
+
+
+class _Forks:
+    """How many times this process is a forked child of the one that imported us: a
+    connection taken before a fork belongs to the parent."""
+
+    count = 0
+
+    @classmethod
+    def happened(cls) -> None:
+        cls.count += 1
+
+
+os.register_at_fork(after_in_child=_Forks.happened)
 
 
 class ThreadLocalRedis(Redis):
     """A `Redis` whose commands go out on the calling thread's own connection, taken from
-    the pool at the thread's first command (and again in a forked child). Pipelines and
-    transactions take pool connections as usual."""
+    the pool at the thread's first command (and again in a forked child). A connection
+    that fails is closed by redis-py and opens again at its thread's next command.
+    Pipelines and transactions take pool connections as usual."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._local = threading.local()
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        return self._thread_client().execute_command(*args, **options)
+        connection = self._thread_connection()
+        connection.send_command(*args, **options)
+        return self.parse_response(connection, args[0], **options)
 
-    def _thread_client(self) -> Redis:
-        owner = getattr(self._local, "owner", None)
-        if owner is None or owner[0] != os.getpid():
-            client = Redis(connection_pool=self.connection_pool, single_connection_client=True)
-            owner = self._local.owner = (os.getpid(), client)
-        return owner[1]
+    def _thread_connection(self) -> AbstractConnection:
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] != _Forks.count:
+            held = self._local.held = (_Forks.count, self.connection_pool.get_connection())
+        return held[1]
