@@ -13,13 +13,13 @@ Records expire `retention` seconds after their last change.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from redis import Redis
 from redis.client import Pipeline
 
@@ -42,9 +42,10 @@ def history_key(build_id: str) -> str:
     return f"pudding:instance-build:{build_id}:history"
 
 
-def timestamp() -> str:
-    """Now, as RFC 3339 UTC with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def timestamp(at: float | None = None) -> str:
+    """`at` (Unix seconds; default now) as RFC 3339 UTC with milliseconds."""
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class UnknownBuild(KeyError):
@@ -92,7 +93,7 @@ class Build:
         known = {f.name for f in fields(cls)} - {"history", "count"}
         return cls(
             count=int(data.get("count") or 0),
-            history=tuple(json.loads(entry) for entry in history),
+            history=tuple(orjson.loads(entry) for entry in history),
             **{key: value for key, value in data.items() if key in known},
         )
 
@@ -144,20 +145,20 @@ class BuildStore:
         `job` is a Sidekiq job hash pushed in the same transaction, so a build gets its
         job exactly once however often the same id is posted.
         """
-        now = timestamp()
+        score = time.time()
+        now = timestamp(score)
         entry = {"state": PENDING, "at": now}
         keys = [build_key(build.id), history_key(build.id), INDEX_KEY]
-        score = time.time()
         args: list[Any] = [self.retention, score, score - self.retention, build.id,
-                           json.dumps(entry), "", ""]
+                           orjson.dumps(entry), "", ""]
         if job is not None:
             # What pudding.sidekiq's Client writes for an immediate job.
-            job = {**normalize(job), "enqueued_at": payload.now()}
+            job = {**normalize(job), "enqueued_at": score}
             keys += ["queues", f"queue:{job['queue']}"]
             args[5:7] = [job["queue"], payload.dump(job)]
         created = replace(build, state=PENDING, created_at=now, updated_at=now,
                           jid=job["jid"] if job else build.jid, history=(entry,))
-        args.append(json.dumps(created.to_hash(), ensure_ascii=False))
+        args.append(orjson.dumps(created.to_hash()))
         if self._create(keys=keys, args=args):
             return created, True
         existing = self.get(build.id)
@@ -218,7 +219,7 @@ class BuildStore:
             pipe.multi()
             pipe.hset(build_key(build_id), mapping={**values, "updated_at": now})
             if entry is not None:
-                pipe.rpush(history_key(build_id), json.dumps(entry))
+                pipe.rpush(history_key(build_id), orjson.dumps(entry))
             self._expire(pipe, build_id)
 
         self.redis.transaction(write, build_key(build_id))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import falcon
+import orjson
 import redis
 import structlog
 
@@ -17,11 +17,16 @@ JSONAPI = "application/vnd.api+json"
 log = structlog.get_logger("pudding.web")
 
 
+def encode(body: Any) -> bytes:
+    """`body` as JSON: UTF-8, one line and a newline."""
+    return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
+
+
 def render(resp: falcon.Response, body: Any, status: int = 200) -> None:
-    """Write `body` as JSON (UTF-8, one line and a newline) with the JSON:API type."""
+    """Write `body` as JSON with the JSON:API type."""
     resp.status = status
     resp.content_type = JSONAPI
-    resp.text = json.dumps(body, ensure_ascii=False) + "\n"
+    resp.data = encode(body)
 
 
 def error_body(*details: str) -> dict[str, list[dict[str, str]]]:
@@ -39,7 +44,7 @@ class ValidationFailed(falcon.HTTPBadRequest):
 def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
     details = getattr(error, "details", None) or [error.description or error.title]
     resp.content_type = JSONAPI
-    resp.text = json.dumps(error_body(*details), ensure_ascii=False) + "\n"
+    resp.data = encode(error_body(*details))
 
 
 class UnexpectedErrors:

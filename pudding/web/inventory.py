@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -12,7 +11,7 @@ from pudding.config import WebConfig
 from pudding.jobs.names import INSTANCE_TERMINATION_JOB
 from pudding.sidekiq.client import Client
 from pudding.store.cache import Cache
-from pudding.web.errors import JSONAPI, render
+from pudding.web.errors import JSONAPI, encode, render
 
 INSTANCE_FILTERS = ("env", "site", "role", "queue")
 
@@ -27,19 +26,19 @@ class RenderedLists:
     MAX_BODIES = 64
 
     def __init__(self) -> None:
-        self._memo: tuple[Any, dict[Hashable, str]] = (None, {})
+        self._memo: tuple[Any, dict[Hashable, bytes]] = (None, {})
 
-    def body(self, snapshot: Any, key: Hashable, render: Callable[[], Any]) -> str:
+    def body(self, snapshot: Any, key: Hashable, render: Callable[[], Any]) -> bytes:
         memo = self._memo
         if memo[0] is not snapshot:
             memo = self._memo = (snapshot, {})
         bodies = memo[1]
-        text = bodies.get(key)
-        if text is None:
+        body = bodies.get(key)
+        if body is None:
             if len(bodies) >= self.MAX_BODIES:
                 bodies.clear()
-            text = bodies[key] = json.dumps(render(), ensure_ascii=False) + "\n"
-        return text
+            body = bodies[key] = encode(render())
+        return body
 
 
 class Instances:
@@ -52,7 +51,7 @@ class Instances:
                        if req.get_param(name))
         instances = self.cache.instances()
         resp.content_type = JSONAPI
-        resp.text = self.rendered.body(instances, wanted, lambda: {"instances": [
+        resp.data = self.rendered.body(instances, wanted, lambda: {"instances": [
             instance.to_json() for instance in instances
             if all(getattr(instance, name) == value for name, value in wanted)
         ]})
@@ -95,7 +94,7 @@ class Images:
         role = req.get_param("role")
         images = self.cache.images()
         resp.content_type = JSONAPI
-        resp.text = self.rendered.body(images, (active, role), lambda: {"images": [
+        resp.data = self.rendered.body(images, (active, role), lambda: {"images": [
             image.to_json() for image in images
             if (not active or image.active == (active == "true"))
             and (not role or image.role == role)
