@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from pudding.sidekiq import payload
 from pudding.sidekiq.client import normalize
@@ -86,7 +87,7 @@ class Build:
         }
 
     def to_hash(self) -> dict[str, str]:
-        return {name: str(getattr(self, name)) for name in _HASH_FIELDS}
+        return {name: str(value) for name, value in vars(self).items() if name != "history"}
 
     @classmethod
     def from_hash(cls, data: dict[str, str], history: list[str]) -> Build:
@@ -97,8 +98,6 @@ class Build:
             **{key: value for key, value in data.items() if key in known},
         )
 
-
-_HASH_FIELDS = tuple(f.name for f in fields(Build) if f.name != "history")
 
 # One round trip, all or nothing: the build, its first history entry, its place in the
 # index and (when ARGV[6] names a queue) its Sidekiq job, unless the id exists already.
@@ -159,12 +158,20 @@ class BuildStore:
         created = replace(build, state=PENDING, created_at=now, updated_at=now,
                           jid=job["jid"] if job else build.jid, history=(entry,))
         args.append(orjson.dumps(created.to_hash()))
-        if self._create(keys=keys, args=args):
+        if self._run_create(keys, args):
             return created, True
         existing = self.get(build.id)
         if existing is None:  # expired between the check and the read: a fresh start
             return self.create(build, job)
         return existing, False
+
+    def _run_create(self, keys: list[str], args: list[Any]) -> int:
+        # redis-py's Script call copies its keys and arguments and imports a class on
+        # every call; EVALSHA directly, and let the Script load it when Redis lost it.
+        try:
+            return self.redis.evalsha(self._create.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return self._create(keys=keys, args=args)
 
     def update(self, build_id: str, **changes: Any) -> Build:
         """Set fields of an existing build (not its state: see `transition`)."""

@@ -32,6 +32,7 @@ MAX_LIST = 500
 _INSTANCE_TYPE = re.compile(r"[a-z0-9][a-z0-9-]*\.[a-z0-9]+")
 _AMI = re.compile(r"ami-[0-9a-f]{8,17}")
 _WORD = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DECODER = json.JSONDecoder()
 
 
 def read_body(req: falcon.Request, limit: int) -> bytes:
@@ -54,7 +55,7 @@ def parse_json(body: bytes) -> Any:
     if not text:
         raise falcon.HTTPBadRequest(description="the body is empty")
     try:
-        value, _end = json.JSONDecoder().raw_decode(text)
+        value, _end = _DECODER.raw_decode(text)
     except json.JSONDecodeError as error:
         raise falcon.HTTPBadRequest(description=f"the body is not valid JSON: {error}") from None
     except RecursionError:

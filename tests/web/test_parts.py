@@ -135,6 +135,13 @@ def test_build_store_keeps_any_text_exactly(r):
     assert created.slack_channel == odd
 
 
+def test_build_store_loads_its_script_again_when_redis_lost_it(r):
+    store = BuildStore(r)
+    r.script_flush()
+    created, new = store.create(build())
+    assert new and store.get(created.id) == created
+
+
 def test_build_store_refuses_bad_changes(r):
     store = BuildStore(r)
     created, _ = store.create(build())
