@@ -186,7 +186,6 @@ class Launcher:
                 log.info("received a signal from Redis", signal=signal)
                 self.signal(signal)
 
-
     def _in_flight(self) -> dict[str, tuple[UnitOfWork, int]]:
         return {p.tid: current for p in self.processors if (current := p.in_flight()) is not None}
 
