@@ -15,33 +15,30 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from pudding.jobs.names import INSTANCE_BUILDS_QUEUE, INSTANCE_TERMINATIONS_QUEUE
 from pudding.sidekiq.config import DEFAULT_REDIS_URL, ConfigError
+from pudding.sidekiq.redis_connection import RedisPolicy
 from pudding.store.redis_client import ThreadLocalRedis
 
 DEFAULT_PORT = 42151
 
 
+# The API's: short timeouts, so that a request fails fast (503) when Redis is down.
+WEB_POLICY = RedisPolicy(socket_timeout=1.0, connect_timeout=1.0)
+
+
 @dataclass(frozen=True)
 class RedisSettings:
     url: str = DEFAULT_REDIS_URL
-    # Short timeouts and no retries: a request must fail fast (503) when Redis is down.
-    socket_timeout: float = 1.0
-    connect_timeout: float = 1.0
+    # A worker's stores take the engine's policy (WORKER_POLICY), so that jobs and the
+    # engine see an outage alike.
+    policy: RedisPolicy = WEB_POLICY
 
     def client(self) -> redis.Redis:
         """A client on the URL's database (unlike the Go original, which ignored it), with
         a connection of its own for each thread that uses it."""
-        return ThreadLocalRedis.from_url(
-            self.url,
-            decode_responses=True,
-            socket_timeout=self.socket_timeout,
-            socket_connect_timeout=self.connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        return ThreadLocalRedis.from_url(self.url, decode_responses=True, **self.policy.options())
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,14 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+def rb(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on that database, answering bytes, as the engine's does."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def slack() -> Iterator[SlackStandIn]:
     """A stand-in for Slack's incoming webhook, recording what it receives."""
     stand_in = SlackStandIn()

@@ -8,6 +8,7 @@ import threading
 
 import click
 from fakeredis import FakeRedis, TcpFakeServer
+from redis.lock import Lock
 
 from pudding.sidekiq.fetch import FETCH_SCRIPT
 from pudding.sidekiq.scheduled import ENQUEUE_SCRIPT
@@ -22,7 +23,8 @@ def main(port: int, host: str) -> None:
     # fakeredis's TCP server hangs up after a NOSCRIPT reply, which redis-py meets on the
     # first EVALSHA of each script: load pudding's scripts before any client comes.
     preload = FakeRedis(server=server.fake_server)
-    for script in (FETCH_SCRIPT, ENQUEUE_SCRIPT, CREATE_SCRIPT):
+    lock_scripts = (Lock.LUA_RELEASE_SCRIPT, Lock.LUA_EXTEND_SCRIPT, Lock.LUA_REACQUIRE_SCRIPT)
+    for script in (FETCH_SCRIPT, ENQUEUE_SCRIPT, CREATE_SCRIPT, *lock_scripts):
         preload.script_load(script)
     # Connected clients must not keep the process alive once it is told to stop.
     server.daemon_threads = True

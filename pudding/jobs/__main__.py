@@ -37,6 +37,7 @@ from pudding.options import queue_options, slack_options
 from pudding.sidekiq.cli import build_config, run, worker_options
 from pudding.sidekiq.job import Job, Registry
 from pudding.sidekiq.launcher import Launcher
+from pudding.sidekiq.redis_connection import WORKER_POLICY
 
 CRASH_SWITCH = "PUDDING_TEST_CRASH_AT"
 
@@ -166,7 +167,7 @@ def main(
                 init_script_template, sources.INIT_SCRIPT_TEMPLATE_VARS, environ
             ) or "",
             meta_yml=sources.read_text(instance_yml, sources.INSTANCE_YML_VARS, environ) or "",
-            redis=RedisSettings(url=config.redis_url),
+            redis=RedisSettings(url=config.redis_url, policy=WORKER_POLICY),
             queues=queues,
             slack=SlackSettings(webhook_url=slack_webhook_url, team=slack_team,
                                 token=slack_token),

@@ -1,4 +1,7 @@
-"""Reading and steering what is in Redis, as Ruby's `sidekiq/api` does."""
+"""Reading and steering what is in Redis, as Ruby's `sidekiq/api` does.
+
+It works on a client that answers bytes (the engine's) or str (decode_responses).
+"""
 
 from __future__ import annotations
 
@@ -71,7 +74,7 @@ class DeadSet(SortedSet):
         super().__init__(redis)
         self.max_jobs, self.timeout = max_jobs, timeout
 
-    def kill(self, raw: str, pipe: Pipeline | None = None) -> None:
+    def kill(self, raw: bytes | str, pipe: Pipeline | None = None) -> None:
         """Add a job to the morgue and trim it by age and size, as Ruby's `DeadSet#kill`.
 
         With `pipe`, the commands join that transaction instead of running now.
@@ -118,10 +121,27 @@ class ProcessSet:
     def processes(self) -> list[dict[str, Any]]:
         found = []
         for identity in sorted(self.redis.smembers("processes")):
-            fields = self.redis.hgetall(identity)
+            held = self.redis.hgetall(identity).items()
+            fields = {_text(key): _text(value) for key, value in held}
             if "info" in fields:
                 found.append({**fields, "info": json.loads(fields["info"])})
         return found
+
+    def cleanup(self) -> int:
+        """Drop the members whose process hash has expired, as Ruby's `ProcessSet#cleanup`
+        does; returns how many are left. A process's SADD and HSET share a transaction, so
+        no live process is ever without its hash."""
+        members = list(self.redis.smembers("processes"))
+        if not members:
+            return 0
+        with self.redis.pipeline(transaction=False) as pipe:
+            for identity in members:
+                pipe.hexists(identity, "info")
+            alive = pipe.execute()
+        gone = [identity for identity, here in zip(members, alive, strict=True) if not here]
+        if gone:
+            self.redis.srem("processes", *gone)
+        return len(members) - len(gone)
 
     def signal(self, identity: str, signal: str) -> None:
         with self.redis.pipeline(transaction=True) as pipe:
@@ -134,8 +154,12 @@ class ProcessSet:
         self.signal(identity, "TERM")
 
 
-def _parse(raw: str) -> dict[str, Any] | str:
+def _parse(raw: bytes | str) -> dict[str, Any] | bytes | str:
     try:
         return payload.load(raw)
     except ValueError:
         return raw
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 import structlog
-from redis import RedisError
+from redis import Redis, RedisError
 
 from pudding.sidekiq.config import (
+    METRICS_CHOICES,
+    RETRY_FOR_MODES,
     ConfigError,
     QueueSpec,
     WorkerConfig,
@@ -29,6 +32,7 @@ from pudding.sidekiq.log import configure_logging
 from pudding.sidekiq.redis_connection import create_redis
 
 SIGNALS = ("TERM", "INT", "TSTP", "TTIN")
+STARTUP_WAIT = 5.0
 # Threads beyond the processors that use Redis: heartbeat, scheduler, main.
 EXTRA_CONNECTIONS = 4
 
@@ -100,6 +104,23 @@ _OPTIONS = [
         type=float,
         help="A process that has not beaten for this long is dead.",
     ),
+    click.option(
+        "--retry-for-mode",
+        envvar="SIDEKIQ_RETRY_FOR_MODE",
+        default="7",
+        show_default=True,
+        type=click.Choice(RETRY_FOR_MODES),
+        help="A job's `retry_for` as Sidekiq 7.1.3+ reads it (the retry count and the "
+        "deadline both end retries) or as 8.1 does (the deadline alone).",
+    ),
+    click.option(
+        "--metrics",
+        envvar="SIDEKIQ_METRICS",
+        default="both",
+        show_default=True,
+        type=click.Choice(METRICS_CHOICES),
+        help="Execution metrics for the Metrics tab of Sidekiq 7, 8, both, or off.",
+    ),
 ]
 
 
@@ -135,9 +156,8 @@ def run(
         raise click.UsageError("no Job classes to run")
     log = structlog.get_logger("pudding.sidekiq")
     redis = create_redis(config.redis_url, config.concurrency + EXTRA_CONNECTIONS)
-    try:
-        redis.ping()
-    except RedisError as error:
+    error = _wait_for(redis)
+    if error is not None:
         log.error("cannot reach Redis", url=redact_url(config.redis_url), error=str(error))
         sys.exit(1)
     launcher = Launcher(config, redis, registry)
@@ -149,7 +169,21 @@ def run(
             lambda _signum, _frame, name=name: launcher.signal(name),
         )
     launcher.run()
-    launcher.run_until_stopped()
+    sys.exit(launcher.run_until_stopped())
+
+
+def _wait_for(redis: Redis) -> RedisError | None:
+    """Ping until Redis answers (a restart or a failover takes a moment), for a while: a
+    Redis that stays away is a setting to fix, and the exit says so."""
+    deadline = time.monotonic() + STARTUP_WAIT
+    while True:
+        try:
+            redis.ping()
+            return None
+        except RedisError as error:
+            if time.monotonic() >= deadline:
+                return error
+            time.sleep(0.2)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

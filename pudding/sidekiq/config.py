@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+RETRY_FOR_MODES = ("7", "8")
+METRICS_CHOICES = ("both", "7", "8", "off")
 
 
 class ConfigError(ValueError):
@@ -44,6 +46,15 @@ class WorkerConfig:
     dead_process_timeout: float = 60.0
     poison_pill_limit: int = 3
     key_prefix: str = "pysidekiq"
+    # `retry_for` as Sidekiq 7.1.3+ reads it (the count and the time limit both apply)
+    # or as 8.1 does (only the time limit, when the job has one).
+    retry_for_mode: str = "7"
+    # Which Sidekiq versions' Metrics tab to write for: "7", "8", "both" or "off".
+    metrics: str = "both"
+
+    @property
+    def metrics_versions(self) -> tuple[str, ...]:
+        return {"7": ("7",), "8": ("8",), "both": ("7", "8"), "off": ()}[self.metrics]
 
     @property
     def strict(self) -> bool:
@@ -59,6 +70,15 @@ class WorkerConfig:
             raise ConfigError("no queues to work on")
         if self.heartbeat_interval <= 0 or self.heartbeat_interval >= 60:
             raise ConfigError("the heartbeat interval must be between 0 and 60 seconds")
+        if self.dead_process_timeout < 2 * self.heartbeat_interval:
+            raise ConfigError(
+                "the dead-process timeout must be at least two heartbeat intervals, "
+                "or live processes would count as dead"
+            )
+        if self.retry_for_mode not in RETRY_FOR_MODES:
+            raise ConfigError(f"retry_for mode must be 7 or 8, not {self.retry_for_mode!r}")
+        if self.metrics not in METRICS_CHOICES:
+            raise ConfigError(f"metrics must be one of {', '.join(METRICS_CHOICES)}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"the Redis URL must start with redis://, rediss:// or unix://, "

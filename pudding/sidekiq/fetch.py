@@ -6,7 +6,8 @@ running. Here each process has an in-flight list per queue,
 `queues`, so Sidekiq Pro, GitLab's reliable fetcher and the Web leave it alone).
 A job stays there until its outcome is durable, then it is acked (LREM). The lists
 of a process whose heartbeat has expired are pushed back to their queues by any
-live process; a job recovered too often is killed as a poison pill.
+live process (pudding.sidekiq.recovery). Payloads are bytes, acked and requeued by
+the very bytes fetched.
 
 Throughput comes from batching: the processor threads that are idle at the same
 moment share one fetch, and acks of finished jobs ride along with the next fetch.
@@ -15,18 +16,16 @@ moment share one fetch, and acks of finished jobs ride along with the next fetch
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import random
 import threading
 from dataclasses import dataclass
 
 import structlog
-from redis import Redis, RedisError
+from redis import Redis
 from redis.client import Pipeline
 
-from pudding.sidekiq import payload
-from pudding.sidekiq.api import DeadSet
+from pudding.sidekiq.backoff import Backoff
 from pudding.sidekiq.config import WorkerConfig
 
 log = structlog.get_logger("pudding.sidekiq.fetch")
@@ -61,7 +60,6 @@ return out
 # Short, so that an idle processor notices quiet and stop quickly.
 BLOCKING_TIMEOUT = 0.5
 MIN_IDLE_BACKOFF = 0.01
-RECOVERY_LOCK_TTL = 60
 # Average job run time under which a fetch also takes jobs for later.
 PREFETCH_BELOW = 0.005
 PREFETCH_MIN = 20
@@ -71,14 +69,23 @@ MAX_IDLE_BACKOFF = 1.0
 @dataclass(frozen=True)
 class UnitOfWork:
     queue: str
-    job: str  # the payload exactly as fetched: acks and requeues match these bytes
+    job: bytes  # the payload exactly as fetched: acks and requeues match these bytes
+
+
+def registry_key(prefix: str) -> str:
+    """The hash of every in-flight list: list key -> {"identity", "queue"} as JSON."""
+    return f"{prefix}:inflight-registry"
+
+
+def inflight_key(prefix: str, identity: str, queue: str) -> str:
+    return f"{prefix}:inflight|{identity}|{queue}"
 
 
 class ReliableFetch:
     def __init__(self, redis: Redis, config: WorkerConfig, identity: str) -> None:
         self.redis, self.config, self.identity = redis, config, identity
         self.queues = list(dict.fromkeys(queue.name for queue in config.queues))
-        self.registry_key = f"{config.key_prefix}:inflight-registry"
+        self.registry_key = registry_key(config.key_prefix)
         self._keys = [f"queue:{q}" for q in self.queues] + [
             self.inflight_key(q) for q in self.queues
         ]
@@ -92,9 +99,10 @@ class ReliableFetch:
         self._waiting = 0
         self._backoff = MIN_IDLE_BACKOFF
         self._job_seconds = 1.0
+        self._failures = Backoff(log, "fetch")
 
     def inflight_key(self, queue: str) -> str:
-        return f"{self.config.key_prefix}:inflight|{self.identity}|{queue}"
+        return inflight_key(self.config.key_prefix, self.identity, queue)
 
     def registrations(self) -> dict[str, str]:
         """Registry entries for this process's in-flight lists (written with each heartbeat)."""
@@ -123,9 +131,9 @@ class ReliableFetch:
                             self._backoff = MIN_IDLE_BACKOFF
                         with self._lock:
                             self._buffer.extend(works)
-                except RedisError as error:
-                    log.error("fetch failed; retrying", error=str(error))
-                    stop.wait(1)
+                    self._failures.succeeded()
+                except Exception as error:
+                    stop.wait(self._failures.failed(error))
                 finally:
                     self._fetching.release()
             self.requeue_buffered()
@@ -166,7 +174,7 @@ class ReliableFetch:
                 for work in acks:
                     self.ack_in(pipe, work)
                 pipe.execute()
-        except RedisError:
+        except Exception:
             self._return_acks(acks)
             raise
 
@@ -190,10 +198,8 @@ class ReliableFetch:
                     pipe.rpush(f"queue:{work.queue}", work.job)
                     self.ack_in(pipe, work)
                 pipe.execute()
-        except RedisError as error:
-            log.error(
-                "requeue failed; the jobs stay in flight and will be recovered", error=str(error)
-            )
+        except Exception:
+            log.exception("requeue failed; the jobs stay in flight and will be recovered")
 
     def requeue_buffered(self) -> None:
         """Jobs fetched that no processor has started go back: a quiet process holds none."""
@@ -211,81 +217,6 @@ class ReliableFetch:
                     "in-flight jobs left at exit; another process will recover them", key=key
                 )
 
-    def recover_orphans(self) -> int:
-        """Push back the in-flight jobs of processes that died; returns how many moved.
-
-        A lock keeps two processes from recovering at once; it expires by itself
-        should its holder die while recovering.
-        """
-        lock = f"{self.config.key_prefix}:recovery-lock"
-        if not self.redis.set(lock, self.identity, nx=True, ex=RECOVERY_LOCK_TTL):
-            return 0
-        recovered = 0
-        try:
-            for key, raw in self.redis.hgetall(self.registry_key).items():
-                owner = json.loads(raw)
-                if owner["identity"] == self.identity or self._alive(owner["identity"]):
-                    continue
-                while (job := self.redis.lindex(key, 0)) is not None:
-                    self._recover_one(key, owner["queue"], job)
-                    recovered += 1
-                with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.hdel(self.registry_key, key).delete(key).execute()
-        finally:
-            self._release(lock)
-        if recovered:
-            log.warning("recovered orphaned in-flight jobs", count=recovered)
-        return recovered
-
-    def _release(self, lock: str) -> None:
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.watch(lock)
-            if pipe.get(lock) == self.identity:
-                pipe.multi()
-                pipe.delete(lock)
-                pipe.execute()
-
-    def _alive(self, identity: str) -> bool:
-        """Its process hash still exists (TTL 60 s) and it beat recently enough."""
-        info, beat = self.redis.hmget(identity, "info", "beat")
-        if info is None:
-            return False
-        return payload.now() - float(beat or 0) < self.config.dead_process_timeout
-
-    def _recover_one(self, key: str, queue: str, raw: str) -> None:
-        try:
-            job = payload.load(raw)
-        except ValueError:
-            job = None
-        jid = job.get("jid") if job else None
-        digest = hashlib.sha1(raw.encode("utf-8", "surrogateescape")).hexdigest()
-        counter = f"{self.config.key_prefix}:recovered:{jid or digest}"
-        with self.redis.pipeline(transaction=True) as pipe:
-            times = pipe.incr(counter).expire(counter, 72 * 3600).execute()[0]
-        if times <= self.config.poison_pill_limit:
-            self.redis.lmove(key, f"queue:{queue}", "LEFT", "RIGHT")
-            return
-        log.error(
-            "killing a poison pill", jid=job and job.get("jid"), queue=queue, recoveries=times
-        )
-        with self.redis.pipeline(transaction=True) as pipe:
-            if job is None:
-                DeadSet(self.redis, self.config.dead_max_jobs, self.config.dead_timeout).kill(
-                    raw, pipe
-                )
-            elif job.get("dead") is not False:
-                job.update(
-                    error_class="PoisonPill",
-                    error_message=f"the job was running in {times} worker processes that died",
-                    failed_at=job.get("failed_at") or payload.now(),
-                    retry_count=job.get("retry_count", 0),
-                )
-                DeadSet(self.redis, self.config.dead_max_jobs, self.config.dead_timeout).kill(
-                    payload.dump(job), pipe
-                )
-            pipe.lrem(key, 1, raw)
-            pipe.execute()
-
     def _fetch(self, want: int) -> list[UnitOfWork]:
         acks = self._take_acks()
         args: list[object] = [len(self.queues), max(want, 1), len(acks)]
@@ -294,7 +225,7 @@ class ReliableFetch:
         args += [self._index[q] for q in self._queue_order()]
         try:
             flat = self._script(keys=self._keys, args=args)
-        except RedisError:
+        except Exception:
             self._return_acks(acks)
             raise
         return [

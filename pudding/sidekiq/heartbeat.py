@@ -1,7 +1,7 @@
 """The heartbeat: how the Web's Busy page, Ruby's API and other workers see this process.
 
-Every beat writes, in one transaction, the stats counters, the process hash
-(`info`, busy, beat, quiet, rss, rtt_us, concurrency; TTL 60 s), the in-flight
+Every beat writes, in one transaction, the stats counters and execution metrics, the
+process hash (`info`, busy, beat, quiet, rss, rtt_us, concurrency; TTL 60 s), the in-flight
 jobs under both `<identity>:workers` (read by Web ≤ 6.4.1) and `<identity>:work`
 (6.4.2+), the in-flight list registry, and pops one signal sent from the Web.
 """
@@ -13,16 +13,15 @@ import os
 import resource
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-from redis import Redis, RedisError
+from redis import Redis
+from redis.client import Pipeline
 
-from pudding.sidekiq import stats
+from pudding.sidekiq import metrics, payload, stats
 from pudding.sidekiq.config import WorkerConfig
 from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
-
-log = structlog.get_logger("pudding.sidekiq.heartbeat")
 
 TTL = 60
 
@@ -69,23 +68,29 @@ class Heartbeat:
     def __init__(
         self,
         redis: Redis,
+        config: WorkerConfig,
         identity: str,
         info: dict[str, Any],
         fetch: ReliableFetch,
-        counters: stats.Counters,
+        tracker: metrics.ExecutionTracker,
         in_flight: Callable[[], dict[str, tuple[UnitOfWork, int]]],
         is_quiet: Callable[[], bool],
     ) -> None:
-        self.redis, self.identity, self.fetch, self.counters = redis, identity, fetch, counters
+        self.redis, self.identity, self.fetch, self.tracker = redis, identity, fetch, tracker
+        self.metrics_versions = config.metrics_versions
         self.info = json.dumps(info)
         self.concurrency = info["concurrency"]
         self.in_flight, self.is_quiet = in_flight, is_quiet
 
     def beat(self) -> str | None:
-        """Write one heartbeat; returns the signal the Web sent, if any."""
-        processed, failed = self.counters.take()
+        """Write one heartbeat; returns the signal the Web sent, if any. Raises what Redis
+        raised, once the counts are back in the tracker for the next beat."""
+        tally = self.tracker.take()
         work = {
-            tid: json.dumps({"queue": unit.queue, "payload": unit.job, "run_at": run_at})
+            # For the Busy page only: acks use the bytes themselves.
+            tid: json.dumps(
+                {"queue": unit.queue, "payload": payload.printable(unit.job), "run_at": run_at}
+            )
             for tid, (unit, run_at) in self.in_flight().items()
         }
         try:
@@ -93,7 +98,7 @@ class Heartbeat:
             self.redis.ping()
             rtt_us = int((time.perf_counter() - started) * 1_000_000)
             with self.redis.pipeline(transaction=True) as pipe:
-                stats.flush(pipe, processed, failed)
+                self._flush(pipe, tally)
                 for key in (f"{self.identity}:workers", f"{self.identity}:work"):
                     pipe.delete(key)
                     if work:
@@ -116,21 +121,20 @@ class Heartbeat:
                 pipe.expire(self.identity, TTL)
                 pipe.rpop(f"{self.identity}-signals")
                 signal = pipe.execute()[-1]
-        except RedisError as error:
-            self.counters.restore(processed, failed)
-            log.error("heartbeat failed", error=str(error))
-            return None
-        try:
-            self.fetch.flush_acks()
-        except RedisError as error:
-            log.error("ack flush failed; will retry", error=str(error))
-        return signal
+        except Exception:
+            self.tracker.restore(tally)
+            raise
+        return signal.decode("utf-8", "replace") if signal is not None else None
 
     def clear(self) -> None:
         """On a clean stop: leave `processes`, drop the work hashes, flush the last counts."""
-        processed, failed = self.counters.take()
+        tally = self.tracker.take()
         with self.redis.pipeline(transaction=True) as pipe:
-            stats.flush(pipe, processed, failed)
+            self._flush(pipe, tally)
             pipe.srem("processes", self.identity)
             pipe.unlink(f"{self.identity}:workers", f"{self.identity}:work")
             pipe.execute()
+
+    def _flush(self, pipe: Pipeline, tally: metrics.Tally) -> None:
+        stats.flush(pipe, tally.processed, tally.failed)
+        metrics.write(pipe, tally.classes, datetime.now(UTC), self.metrics_versions)

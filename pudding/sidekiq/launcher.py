@@ -1,4 +1,9 @@
-"""The launcher: starts a worker process's threads, and quiets and stops them."""
+"""The launcher: starts a worker process's threads, and quiets and stops them.
+
+Each thread's loop carries on through whatever its work raises (pudding.sidekiq.backoff).
+A thread that dies all the same leaves the process unable to do its work: the launcher
+then stops, and `run_until_stopped` says so with a non-zero status for the supervisor.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,19 @@ import traceback
 from collections.abc import Callable
 
 import structlog
-from redis import Redis, RedisError
+from redis import Redis
 
 from pudding.sidekiq import payload
+from pudding.sidekiq.backoff import Backoff
 from pudding.sidekiq.config import WorkerConfig
 from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
 from pudding.sidekiq.heartbeat import Heartbeat, identity_info
 from pudding.sidekiq.job import Registry
+from pudding.sidekiq.metrics import ExecutionTracker
 from pudding.sidekiq.processor import ErrorHandler, Processor
+from pudding.sidekiq.recovery import OrphanRecovery
 from pudding.sidekiq.retry import JobRetry
 from pudding.sidekiq.scheduled import Poller
-from pudding.sidekiq.stats import Counters
 
 log = structlog.get_logger("pudding.sidekiq.launcher")
 
@@ -39,8 +46,9 @@ class Launcher:
         self.identity = f"{config.hostname}:{os.getpid()}:{secrets.token_hex(6)}"
         self.quieted = threading.Event()
         self.stopped = threading.Event()
+        self.died: str | None = None
         self.signals: queue.SimpleQueue[str] = queue.SimpleQueue()
-        self.counters = Counters()
+        self.tracker = ExecutionTracker()
         self.error_handlers: list[ErrorHandler] = []
         self.fetch = ReliableFetch(redis, config, self.identity)
         retry = JobRetry(redis, config, self.fetch)
@@ -50,24 +58,34 @@ class Launcher:
                 self.fetch,
                 retry,
                 registry,
-                self.counters,
+                self.tracker,
                 self.quieted,
                 self.error_handlers,
             )
             for n in range(config.concurrency)
         ]
-        self.poller = Poller(redis, config, self.fetch, self.quieted)
+        self.recovery = OrphanRecovery(redis, config, self.identity)
+        self.poller = Poller(redis, config, self.recovery, self.quieted)
         info = identity_info(config, self.identity, payload.now(), VERSION)
         self.heartbeat = Heartbeat(
             redis,
+            config,
             self.identity,
             info,
             self.fetch,
-            self.counters,
+            self.tracker,
             self._in_flight,
             self.quieted.is_set,
         )
-        self._beater = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
+        targets = {
+            **{f"processor-{p.tid}": p.run for p in self.processors},
+            "scheduler": self.poller.run,
+            "heartbeat": self._beat_loop,
+        }
+        self.threads = {
+            name: threading.Thread(target=self._supervised(name, target), name=name, daemon=True)
+            for name, target in targets.items()
+        }
         self._hooks: dict[str, list[Callable[[], None]]] = {event: [] for event in EVENTS}
 
     def on(self, event: str, callback: Callable[[], None]) -> None:
@@ -85,9 +103,9 @@ class Launcher:
         """Start everything; the first beat registers our in-flight lists before any fetch."""
         self.heartbeat.beat()
         try:
-            self.fetch.recover_orphans()
-        except RedisError as error:
-            log.error("orphan recovery failed", error=str(error))
+            self.recovery.run()
+        except Exception:
+            log.exception("orphan recovery at start-up failed; the scheduler tries again")
         log.info(
             "worker started",
             identity=self.identity,
@@ -95,14 +113,13 @@ class Launcher:
             queues=[q.name for q in self.config.queues],
             jobs=self.registry.names(),
         )
-        self._beater.start()
-        for processor in self.processors:
-            processor.start()
-        self.poller.start()
+        for thread in self.threads.values():
+            thread.start()
         self._fire("startup")
 
-    def run_until_stopped(self) -> None:
-        """Handle signals (from the OS or the Web) until a stop is done."""
+    def run_until_stopped(self) -> int:
+        """Handle signals (from the OS or the Web) until a stop is done; returns the exit
+        status: 1 when a thread died and the process stopped for it, else 0."""
         while not self.stopped.is_set():
             # A timeout, because the kernel may deliver a signal to another thread:
             # its Python handler then runs only once this thread executes bytecode.
@@ -111,6 +128,18 @@ class Launcher:
             except queue.Empty:
                 continue
             self.handle(name)
+        return 1 if self.died else 0
+
+    def _supervised(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException:
+                log.critical("thread died; stopping the process", thread=name, exc_info=True)
+                self.died = name
+                self.signal("TERM")
+
+        return run
 
     def signal(self, name: str) -> None:
         """Safe to call from a signal handler."""
@@ -153,22 +182,21 @@ class Launcher:
                 count=len(unfinished),
             )
             for _ in unfinished:
-                self.counters.record(failed=True)
+                self.tracker.record(None, 0, failed=True)
         self.fetch.requeue(unfinished)
         # Idle processors may still be in a blocking fetch; what they get is requeued too.
         grace = time.monotonic() + HARD_SHUTDOWN_GRACE
         for processor in self.processors:
-            if processor.tid not in abandoned:
-                processor.thread.join(max(grace - time.monotonic(), 0))
+            thread = self.threads[f"processor-{processor.tid}"]
+            if processor.tid not in abandoned and thread.is_alive():
+                thread.join(max(grace - time.monotonic(), 0))
         self.fetch.requeue_buffered()
         try:
             self.fetch.flush_acks()
             self.heartbeat.clear()
             self.fetch.unregister()
-        except RedisError as error:
-            log.error(
-                "could not unregister cleanly; in-flight jobs will be recovered", error=str(error)
-            )
+        except Exception:
+            log.exception("could not unregister cleanly; in-flight jobs will be recovered")
         self.stopped.set()
         log.info("bye", identity=self.identity)
 
@@ -180,11 +208,18 @@ class Launcher:
             )
 
     def _beat_loop(self) -> None:
+        failures = Backoff(log, "heartbeat")
         while not self.stopped.wait(self.config.heartbeat_interval):
-            signal = self.heartbeat.beat()
-            if signal:
-                log.info("received a signal from Redis", signal=signal)
-                self.signal(signal)
+            try:
+                signal = self.heartbeat.beat()
+                if signal:
+                    log.info("received a signal from Redis", signal=signal)
+                    self.signal(signal)
+                self.fetch.flush_acks()
+                failures.succeeded()
+            except Exception as error:
+                # The next beat comes at its time: the interval is already a back-off.
+                failures.failed(error)
 
     def _in_flight(self) -> dict[str, tuple[UnitOfWork, int]]:
         return {p.tid: current for p in self.processors if (current := p.in_flight()) is not None}

@@ -10,7 +10,9 @@ in thread switches, and waiting longer would hold more lines in memory.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import os
 import queue
 import sys
 import threading
@@ -56,10 +58,19 @@ class LineWriter:
                 batch.append(self._lines.get_nowait())
             lines = [line for line in batch if line is not None]
             if lines:
-                self._stream.write("\n".join(lines) + "\n")
-                self._stream.flush()
+                self._write(lines)
             if None in batch:
                 return
+
+    def _write(self, lines: list[str]) -> None:
+        """Lines that cannot be written (a full disk, a closed pipe) are dropped, and said
+        so on stderr: the writer lives on, and the lines do not pile up in memory."""
+        try:
+            self._stream.write("\n".join(lines) + "\n")
+            self._stream.flush()
+        except Exception as error:
+            with contextlib.suppress(OSError):
+                os.write(2, f"log writer: {len(lines)} lines lost: {error!r}\n".encode())
 
 
 def configure_logging(verbose: bool = False, stream: TextIO | None = None) -> None:

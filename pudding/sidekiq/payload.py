@@ -1,7 +1,13 @@
-"""The job payload as JSON, written the way Ruby's `JSON.generate` writes it."""
+"""The job payload: bytes in Redis, a dict in Python, JSON written as Ruby writes it.
+
+A payload is whatever bytes a queue held. Bytes that are not UTF-8 are carried through
+a parse and a dump unchanged (as lone surrogates, Python's "surrogateescape"), so a job
+whose JSON holds such a byte still runs, and retries with that very byte.
+"""
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import time
@@ -13,17 +19,44 @@ def now() -> float:
     return time.time()
 
 
-def dump(job: Any) -> str:
+def _encode_surrogates(error: UnicodeError) -> tuple[bytes, int]:
+    """Escaped bytes go back to the byte they stood for; any other lone surrogate (from a
+    `\\ud800` escape in the JSON read) is written as that escape again. Both occur only
+    inside JSON strings, so the output is the JSON that was read."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    out = bytearray()
+    for char in error.object[error.start : error.end]:
+        code = ord(char)
+        out += bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else b"\\u%04x" % code
+    return bytes(out), error.end
+
+
+codecs.register_error("pudding.payload", _encode_surrogates)
+
+
+def dump(job: Any) -> bytes:
     """Compact, UTF-8, non-ASCII unescaped: byte for byte Ruby's JSON.generate style."""
-    return json.dumps(job, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(job, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "pudding.payload")
 
 
-def load(raw: str) -> dict[str, Any]:
-    """Parse a payload; anything but a JSON object is an error."""
-    job = json.loads(raw)
+def load(raw: bytes | str) -> dict[str, Any]:
+    """Parse a payload; anything but a JSON object is a ValueError that says why."""
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+    try:
+        job = json.loads(text)
+    except RecursionError:
+        raise ValueError("job payload nests too deeply to parse") from None
     if not isinstance(job, dict):
         raise ValueError(f"job payload is a JSON {type(job).__name__}, not an object")
     return job
+
+
+def printable(raw: bytes, limit: int | None = None) -> str:
+    """A payload (its first `limit` bytes) for a log line or a page: bytes that are not
+    UTF-8 shown as U+FFFD, so no reader of it meets them."""
+    return raw[:limit].decode("utf-8", "replace")
 
 
 def timestamp(value: Any) -> float | None:

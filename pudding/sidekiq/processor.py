@@ -9,18 +9,19 @@ from functools import partial
 from typing import Any
 
 import structlog
+from redis import RedisError
 
 from pudding.sidekiq import payload
 from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
 from pudding.sidekiq.job import Job, Registry
-from pudding.sidekiq.retry import JobRetry, record_error
-from pudding.sidekiq.stats import Counters
+from pudding.sidekiq.metrics import ExecutionTracker
+from pudding.sidekiq.retry import JobRetry, UnknownJobClass, record_error
 
 log = structlog.get_logger("pudding.sidekiq.processor")
 
 # Called with the exception and the job's jid, class, queue, args and retry_count
 # (Sidekiq's `error_handlers`), e.g. to report failures to an error tracker.
-ErrorHandler = Callable[[Exception, dict[str, Any]], None]
+ErrorHandler = Callable[[BaseException, dict[str, Any]], None]
 
 
 class Processor:
@@ -30,21 +31,17 @@ class Processor:
         fetch: ReliableFetch,
         retry: JobRetry,
         registry: Registry,
-        counters: Counters,
+        tracker: ExecutionTracker,
         quiet: threading.Event,
         error_handlers: list[ErrorHandler],
     ) -> None:
         self.tid = tid
-        self.fetch, self.retry, self.registry, self.counters = fetch, retry, registry, counters
+        self.fetch, self.retry, self.registry, self.tracker = fetch, retry, registry, tracker
         self.quiet = quiet
         self.error_handlers = error_handlers
         self.lock = threading.Lock()
         self.current: tuple[UnitOfWork, int] | None = None
         self.abandoned = False
-        self.thread = threading.Thread(target=self.run, name=f"processor-{tid}", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
 
     def run(self) -> None:
         while not self.quiet.is_set():
@@ -67,22 +64,31 @@ class Processor:
         try:
             job = payload.load(work.job)
         except ValueError as error:
-            self._outcome(work, partial(self.retry.kill, work, work.job), failed=True)
+            self._outcome(work, None, started, partial(self.retry.kill, work, work.job), True)
             log.error(
-                "job payload is not valid JSON; moved to the dead set",
+                "job payload is not a JSON object; moved to the dead set as it was",
                 queue=work.queue,
                 error=str(error),
+                payload=payload.printable(work.job, 200),
             )
             return
         context = {"jid": job.get("jid"), "class": job.get("class"), "queue": work.queue}
         problem = _malformed(job)
-        job_class = self.registry.get(job["class"]) if problem is None else None
-        if problem is None and job_class is None:
-            problem = ("NameError", f"no job class {job['class']!r} is registered in this worker")
         if problem is not None:
-            record_error(job, *problem)
-            self._outcome(work, partial(self.retry.kill, work, payload.dump(job)), failed=True)
-            log.error("job cannot run; moved to the dead set", error=problem[1], **context)
+            record_error(job, "ArgumentError", problem)
+            self._outcome(
+                work, None, started, partial(self.retry.kill, work, payload.dump(job)), True
+            )
+            log.error("job cannot run; moved to the dead set", error=problem, **context)
+            return
+        name = _metrics_name(job)
+        job_class = self.registry.get(job["class"])
+        if job_class is None:
+            unknown = UnknownJobClass(job["class"])
+            went = self._outcome(
+                work, name, started, partial(self.retry.failed, work, job, None, unknown), True
+            )
+            log.warning("no such job class here", error=str(unknown), outcome=went, **context)
             return
         log.info("start", **context)
         instance: Job | None = None
@@ -90,13 +96,19 @@ class Processor:
             instance = self.registry.create(job_class)
             instance.jid = job.get("jid")
             instance.perform(*job["args"])
-        except Exception as exc:
+        except BaseException as exc:
+            # SystemExit or KeyboardInterrupt too: the failure is recorded like any other,
+            # then the thread ends and takes the process down, as the job asked.
             elapsed = round(time.monotonic() - started, 6)
             self._report(
                 exc, {**context, "args": job["args"], "retry_count": job.get("retry_count")}
             )
             went = self._outcome(
-                work, partial(self.retry.failed, work, job, job_class, exc, instance), failed=True
+                work,
+                name,
+                started,
+                partial(self.retry.failed, work, job, job_class, exc, instance),
+                True,
             )
             log.warning(
                 "fail",
@@ -106,37 +118,66 @@ class Processor:
                 exc_info=exc,
                 **context,
             )
+            if not isinstance(exc, Exception):
+                raise
             return
         elapsed = time.monotonic() - started
         self.fetch.job_took(elapsed)
-        self._outcome(work, partial(self.fetch.ack, work))
+        self._outcome(work, name, started, partial(self.fetch.ack, work))
         log.info("done", elapsed=round(elapsed, 6), **context)
 
-    def _report(self, exc: Exception, context: dict[str, Any]) -> None:
+    def _report(self, exc: BaseException, context: dict[str, Any]) -> None:
         for handler in self.error_handlers:
             try:
                 handler(exc, context)
             except Exception:
                 log.exception("error handler raised")
 
-    def _outcome(self, work: UnitOfWork, record: Callable[[], Any], failed: bool = False) -> Any:
-        """Write the outcome unless a hard shutdown already requeued this job."""
+    def _outcome(
+        self,
+        work: UnitOfWork,
+        name: str | None,
+        started: float,
+        record: Callable[[], Any],
+        failed: bool = False,
+    ) -> Any:
+        """Count the run and write its outcome, unless a hard shutdown already requeued it.
+
+        Should Redis fail, the job stays in our in-flight list: it is recovered, not lost.
+        Should the outcome fail for any other reason (a field no code could foresee), the
+        job goes to the dead set as it was fetched, rather than run again and again.
+        """
         with self.lock:
             self.current = None
             if self.abandoned:
                 return "requeued"
-            self.counters.record(failed)
+            self.tracker.record(name, int((time.monotonic() - started) * 1000), failed)
             try:
                 return record()
-            except Exception:
-                # The job stays in our in-flight list: it is recovered, not lost.
+            except RedisError:
                 log.exception("could not record the outcome of a job", queue=work.queue)
+                return "unrecorded"
+            except Exception:
+                log.exception("could not record the outcome of a job; killing it as it was")
+            try:
+                self.retry.kill(work, work.job)
+                return "dead"
+            except Exception:
+                log.exception("could not kill the job either", queue=work.queue)
                 return "unrecorded"
 
 
-def _malformed(job: dict[str, Any]) -> tuple[str, str] | None:
-    if not isinstance(job.get("class"), str):
-        return ("ArgumentError", "job payload has no 'class' string")
+def _malformed(job: dict[str, Any]) -> str | None:
+    if not isinstance(job.get("class"), str) or not job["class"]:
+        return "job payload has no 'class' string"
     if not isinstance(job.get("args"), list):
-        return ("ArgumentError", "job payload has no 'args' list")
+        return "job payload has no 'args' list"
     return None
+
+
+def _metrics_name(job: dict[str, Any]) -> str | None:
+    """The class the Metrics tab files a run under (an ActiveJob's own, as Ruby does); None
+    for a name that is no text, which only the totals count."""
+    wrapped = job.get("wrapped")
+    name = wrapped if isinstance(wrapped, str) and wrapped else job["class"]
+    return name if name.isprintable() else None

@@ -1,23 +1,26 @@
 """The poller: moves due jobs from the `retry` and `schedule` sets to their queues.
 
 Each move is one atomic script (ZREM, then push only if the ZREM won), so a crash
-cannot lose a job and two pollers cannot push it twice. Every few cycles it also
-recovers the in-flight jobs of dead processes.
+cannot lose a job and two pollers cannot push it twice; a member that is no job goes to
+the dead set as it is. Each cycle also drops dead processes from `processes` (whose
+size sets the interval), and every few cycles it recovers the in-flight jobs of dead
+processes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
 import time
 
 import structlog
-from redis import Redis, RedisError
+from redis import Redis
 
 from pudding.sidekiq import payload
+from pudding.sidekiq.api import ProcessSet
+from pudding.sidekiq.backoff import Backoff
 from pudding.sidekiq.config import WorkerConfig
-from pudding.sidekiq.fetch import ReliableFetch
+from pudding.sidekiq.recovery import OrphanRecovery
 
 log = structlog.get_logger("pudding.sidekiq.scheduled")
 
@@ -45,27 +48,36 @@ BATCH = 100
 
 class Poller:
     def __init__(
-        self, redis: Redis, config: WorkerConfig, fetch: ReliableFetch, quiet: threading.Event
+        self,
+        redis: Redis,
+        config: WorkerConfig,
+        recovery: OrphanRecovery,
+        quiet: threading.Event,
     ) -> None:
-        self.redis, self.config, self.fetch, self.quiet = redis, config, fetch, quiet
+        self.redis, self.config, self.recovery, self.quiet = redis, config, recovery, quiet
         self._script = redis.register_script(ENQUEUE_SCRIPT)
+        self._processes = ProcessSet(redis)
         self._next_orphan_check = 0.0
-        self.thread = threading.Thread(target=self.run, name="scheduler", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
+        self._live = 1
+        self._failures = Backoff(log, "scheduler cycle", first=1.0, most=10.0)
 
     def run(self) -> None:
         self.quiet.wait(self._initial_wait())
         while not self.quiet.is_set():
             try:
-                self.enqueue_due()
-                if time.monotonic() >= self._next_orphan_check:
-                    self.fetch.recover_orphans()
-                    self._next_orphan_check = time.monotonic() + self.config.orphan_check_interval
-            except RedisError as error:
-                log.error("scheduler cycle failed", error=str(error))
-            self.quiet.wait(self._random_interval())
+                self.cycle()
+                self._failures.succeeded()
+                wait = self._random_interval()
+            except Exception as error:
+                wait = self._failures.failed(error)
+            self.quiet.wait(wait)
+
+    def cycle(self) -> None:
+        self.enqueue_due()
+        self._live = max(self._processes.cleanup(), 1)
+        if time.monotonic() >= self._next_orphan_check:
+            self.recovery.run()
+            self._next_orphan_check = time.monotonic() + self.config.orphan_check_interval
 
     def enqueue_due(self) -> int:
         moved = 0
@@ -73,7 +85,7 @@ class Poller:
             while members := self.redis.zrangebyscore(
                 key, "-inf", payload.now(), start=0, num=BATCH
             ):
-                args: list[str | float] = []
+                args: list[bytes | str | float] = []
                 for member in members:
                     args += self._push_args(member)
                 moved += self._script(keys=[key], args=args)
@@ -82,13 +94,16 @@ class Poller:
         return moved
 
     @staticmethod
-    def _push_args(member: str) -> list[str | float]:
+    def _push_args(member: bytes) -> list[bytes | str | float]:
         try:
             job = payload.load(member)
         except ValueError:
             return [member, "", payload.now()]
+        queue = job.get("queue") or "default"
+        if not isinstance(queue, str) or not queue.isprintable():
+            return [member, "", payload.now()]
         job["enqueued_at"] = payload.now()
-        return [member, str(job.get("queue") or "default"), payload.dump(job)]
+        return [member, queue, payload.dump(job)]
 
     def _initial_wait(self) -> float:
         """Spread pollers of processes that start together, as Sidekiq does."""
@@ -100,8 +115,7 @@ class Poller:
         count = 1
         average = self.config.poll_interval_average
         if average is None:
-            with contextlib.suppress(RedisError):
-                count = max(self.redis.scard("processes"), 1)
+            count = self._live
             average = count * self.config.average_scheduled_poll_interval
         if count < 10:
             return average * random.random() + average / 2

@@ -5,6 +5,7 @@ from collections import Counter
 from pudding.sidekiq import Client, payload
 from pudding.sidekiq.config import QueueSpec, WorkerConfig
 from pudding.sidekiq.fetch import ReliableFetch
+from pudding.sidekiq.recovery import OrphanRecovery
 from pudding.sidekiq.redis_connection import create_redis
 
 
@@ -13,13 +14,13 @@ def make_fetch(redis_url, *queues, identity="host:1:aaaaaaaaaaaa", **settings):
     return ReliableFetch(create_redis(redis_url, 4), config, identity)
 
 
-def test_fetch_moves_jobs_into_the_in_flight_list_and_acks(r, redis_url):
+def test_fetch_moves_jobs_into_the_in_flight_list_and_acks(r, rb, redis_url):
     fetch = make_fetch(redis_url, QueueSpec("default"))
     jid = Client(r).perform_async("X")
     work = fetch.retrieve(threading.Event())
     assert json.loads(work.job)["jid"] == jid and work.queue == "default"
     inflight = "pysidekiq:inflight|host:1:aaaaaaaaaaaa|default"
-    assert r.lrange(inflight, 0, -1) == [work.job] and r.llen("queue:default") == 0
+    assert rb.lrange(inflight, 0, -1) == [work.job] and r.llen("queue:default") == 0
     assert "pysidekiq:inflight|host:1:aaaaaaaaaaaa|default" not in r.smembers("queues")
     fetch.ack(work)
     fetch.flush_acks()
@@ -54,19 +55,25 @@ def test_requeue_puts_jobs_back_where_they_are_fetched_next(r, redis_url):
 
 
 def orphan(r, identity, queue, raw):
+    """An in-flight list of `identity`, registered, holding `raw`."""
     key = f"pysidekiq:inflight|{identity}|{queue}"
     r.lpush(key, raw)
     r.hset("pysidekiq:inflight-registry", key, json.dumps({"identity": identity, "queue": queue}))
     return key
 
 
-def test_orphans_of_a_dead_process_go_back_to_their_queue(r, redis_url):
+def recover(redis_url, **settings):
+    config = WorkerConfig(redis_url=redis_url, **settings)
+    return OrphanRecovery(create_redis(redis_url, 2), config, "host:1:aaaaaaaaaaaa").run()
+
+
+def test_orphans_of_a_dead_process_go_back_to_their_queue(r, rb, redis_url):
     raw = payload.dump({"class": "X", "args": [], "jid": "a" * 24, "queue": "default"})
     key = orphan(r, "gone:1:bbbbbbbbbbbb", "default", raw)
     alive = orphan(r, "live:2:cccccccccccc", "default", "live job")
     r.hset("live:2:cccccccccccc", mapping={"info": "{}", "beat": payload.now()})
-    assert make_fetch(redis_url, QueueSpec("default")).recover_orphans() == 1
-    assert r.lrange("queue:default", 0, -1) == [raw]
+    assert recover(redis_url) == 1
+    assert rb.lrange("queue:default", 0, -1) == [raw]
     assert not r.exists(key) and r.lrange(alive, 0, -1) == ["live job"]
     assert set(r.hkeys("pysidekiq:inflight-registry")) == {alive}
 
@@ -75,7 +82,7 @@ def test_a_job_recovered_too_often_is_killed_as_a_poison_pill(r, redis_url):
     job = {"class": "X", "args": [], "jid": "d" * 24, "queue": "default"}
     r.set(f"pysidekiq:recovered:{'d' * 24}", 3)
     orphan(r, "gone:1:bbbbbbbbbbbb", "default", payload.dump(job))
-    make_fetch(redis_url, QueueSpec("default"), poison_pill_limit=3).recover_orphans()
+    recover(redis_url, poison_pill_limit=3)
     assert r.llen("queue:default") == 0
     dead = json.loads(r.zrange("dead", 0, -1)[0])
     assert dead["jid"] == "d" * 24 and dead["error_class"] == "PoisonPill"
@@ -86,10 +93,8 @@ def test_a_job_recovered_too_often_is_killed_as_a_poison_pill(r, redis_url):
 def test_a_silent_process_is_dead_after_the_timeout(r, redis_url):
     key = orphan(r, "stuck:1:eeeeeeeeeeee", "default", "job")
     r.hset("stuck:1:eeeeeeeeeeee", mapping={"info": "{}", "beat": payload.now() - 30})
-    assert make_fetch(redis_url, QueueSpec("default")).recover_orphans() == 0
-    assert (
-        make_fetch(redis_url, QueueSpec("default"), dead_process_timeout=10).recover_orphans() == 1
-    )
+    assert recover(redis_url) == 0
+    assert recover(redis_url, dead_process_timeout=10) == 1
     assert not r.exists(key)
 
 

@@ -63,3 +63,28 @@ def test_a_burst_is_written_without_waiting_out_the_interval(monkeypatch):
     writer.close()  # does not wait out the interval either
     assert time.monotonic() - began < 2
     assert stream.getvalue().endswith("last\n")
+
+
+class FullDisk(io.StringIO):
+    """Fails its first write, as a full disk or a closed pipe would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        if not self.failed:
+            self.failed = True
+            raise OSError(28, "No space left on device")
+        return super().write(text)
+
+
+def test_a_write_that_fails_loses_its_lines_not_the_writer(capfd):
+    stream = FullDisk()
+    writer = LineWriter(stream)
+    writer.msg("lost")
+    time.sleep(FLUSH_INTERVAL * 4)
+    writer.msg("kept")
+    writer.close()
+    assert stream.getvalue() == "kept\n"
+    assert "1 lines lost" in capfd.readouterr().err

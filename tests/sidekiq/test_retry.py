@@ -9,7 +9,13 @@ from pudding.sidekiq.config import WorkerConfig
 from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
 from pudding.sidekiq.job import Job
 from pudding.sidekiq.redis_connection import create_redis
-from pudding.sidekiq.retry import JobRetry, compress_backtrace, retry_delay, ruby_truthy
+from pudding.sidekiq.retry import (
+    JobRetry,
+    UnknownJobClass,
+    compress_backtrace,
+    retry_delay,
+    ruby_truthy,
+)
 
 
 class Failing(Job):
@@ -24,17 +30,17 @@ class CustomDelay(Job):
         return 1000
 
 
-def fail(redis_url, job, queue="default", exc=None, job_class=Failing):
+def fail(redis_url, job, queue="default", exc=None, job_class=Failing, **settings):
     """Run one failure through JobRetry, the job being in flight in `queue`."""
     redis = create_redis(redis_url, 2)
-    fetch = ReliableFetch(redis, WorkerConfig(redis_url=redis_url), "host:1:abc")
+    fetch = ReliableFetch(redis, WorkerConfig(redis_url=redis_url, **settings), "host:1:abc")
     raw = payload.dump(job)
     redis.lpush(fetch.inflight_key(queue), raw)
     try:
         raise exc or RuntimeError("plain failure")
     except Exception as error:
         went = JobRetry(redis, fetch.config, fetch).failed(
-            UnitOfWork(queue, raw), job, job_class, error, job_class()
+            UnitOfWork(queue, raw), job, job_class, error, job_class and job_class()
         )
     assert redis.llen(fetch.inflight_key(queue)) == 0, "the failure must ack the job"
     return went
@@ -152,3 +158,47 @@ def test_dead_set_is_trimmed_like_ruby(r, redis_url):
     for n in range(5):
         dead.kill(f"job-{n}")
     assert r.zrange("dead", 0, -1) == ["job-3", "job-4"]  # Ruby keeps max_jobs - 1
+
+
+HOUR = 3600.0
+
+
+@pytest.mark.parametrize(
+    "mode, fields, went",
+    [
+        # 7.1.3+: the count and the deadline both end retries.
+        ("7", {"retry": 5, "retry_for": 60}, "retry"),
+        ("7", {"retry": 5, "retry_count": 0, "failed_at": -HOUR, "retry_for": 60}, "dead"),
+        ("7", {"retry": 1, "retry_count": 0, "failed_at": -1, "retry_for": HOUR}, "dead"),
+        # 8.1: a job with a deadline retries until it passes, whatever its count.
+        ("8", {"retry": 1, "retry_count": 0, "failed_at": -1, "retry_for": HOUR}, "retry"),
+        ("8", {"retry": 5, "retry_count": 0, "failed_at": -HOUR, "retry_for": 60}, "dead"),
+        ("8", {"retry": 1, "retry_count": 0, "failed_at": -1}, "dead"),
+    ],
+)
+def test_retry_for_in_both_modes(redis_url, mode, fields, went):
+    if "failed_at" in fields:
+        fields = {**fields, "failed_at": payload.now() + fields["failed_at"]}
+    assert fail(redis_url, base_job(**fields), retry_for_mode=mode) == went
+
+
+def test_retry_for_reads_sidekiq_8_milliseconds(redis_url):
+    failed_at = int((payload.now() - HOUR) * 1000)
+    job = base_job(retry_count=0, failed_at=failed_at, retry_for=60)
+    assert fail(redis_url, job, retry_for_mode="8") == "dead"
+
+
+def test_an_unknown_class_retries_even_without_a_retry_option(r, redis_url):
+    job = base_job(**{"class": "Billing::Later"})
+    del job["retry"]
+    assert fail(redis_url, job, exc=UnknownJobClass("Billing::Later"), job_class=None) == "retry"
+    stored = json.loads(r.zrange("retry", 0, -1)[0])
+    assert stored["retry"] is True and stored["error_class"] == "NameError"
+    assert stored["error_message"] == "uninitialized constant Billing::Later"
+
+
+def test_fields_a_producer_got_wrong_are_read_as_absent(r, redis_url):
+    job = base_job(retry_count="three", retry_queue=["low"])
+    assert fail(redis_url, job) == "retry"
+    stored = json.loads(r.zrange("retry", 0, -1)[0])
+    assert stored["retry_count"] == 0 and stored["queue"] == "default"
