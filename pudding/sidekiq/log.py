@@ -64,9 +64,14 @@ class LineWriter:
 
     def _write(self, lines: list[str]) -> None:
         """Lines that cannot be written (a full disk, a closed pipe) are dropped, and said
-        so on stderr: the writer lives on, and the lines do not pile up in memory."""
+        so on stderr: the writer lives on, and the lines do not pile up in memory. Text a
+        terminal cannot take (a byte of a job that was not UTF-8) is written escaped."""
+        text = "\n".join(lines) + "\n"
         try:
-            self._stream.write("\n".join(lines) + "\n")
+            try:
+                self._stream.write(text)
+            except UnicodeEncodeError:
+                self._stream.write(text.encode("utf-8", "backslashreplace").decode())
             self._stream.flush()
         except Exception as error:
             with contextlib.suppress(OSError):

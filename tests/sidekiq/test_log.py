@@ -88,3 +88,20 @@ def test_a_write_that_fails_loses_its_lines_not_the_writer(capfd):
     writer.close()
     assert stream.getvalue() == "kept\n"
     assert "1 lines lost" in capfd.readouterr().err
+
+
+class StrictUTF8(io.StringIO):
+    """A stream that, like a UTF-8 terminal, cannot take lone surrogates."""
+
+    def write(self, text: str) -> int:
+        text.encode("utf-8")
+        return super().write(text)
+
+
+def test_a_line_with_a_byte_that_was_not_utf8_is_written_escaped():
+    stream = StrictUTF8()
+    writer = LineWriter(stream)
+    writer.msg("class=\udcff")
+    writer.msg("next")
+    writer.close()
+    assert stream.getvalue() == "class=\\udcff\nnext\n"
