@@ -28,7 +28,7 @@ from pudding.sidekiq.fetch import registry_key
 
 log = structlog.get_logger("pudding.sidekiq.recovery")
 
-LOCK_TTL = 5.0
+LOCK_TTL = 3.0
 RENEW_EVERY = 1.0
 COUNTER_TTL = 72 * 3600
 JID_MAX = 64
