@@ -64,22 +64,26 @@ class Processor:
         try:
             job = payload.load(work.job)
         except ValueError as error:
-            self._outcome(work, None, started, partial(self.retry.kill, work, work.job), True)
+            went = self._outcome(
+                work, None, started, partial(self.retry.kill, work, work.job), True
+            )
+            # Not the payload itself: job arguments can hold secrets.
             log.error(
-                "job payload is not a JSON object; moved to the dead set as it was",
+                "job payload is not a JSON object; killed as it was",
                 queue=work.queue,
                 error=str(error),
-                payload=payload.printable(work.job, 200),
+                size=len(work.job),
+                outcome=went,
             )
             return
         context = {"jid": job.get("jid"), "class": job.get("class"), "queue": work.queue}
         problem = _malformed(job)
         if problem is not None:
             record_error(job, "ArgumentError", problem)
-            self._outcome(
+            went = self._outcome(
                 work, None, started, partial(self.retry.kill, work, payload.dump(job)), True
             )
-            log.error("job cannot run; moved to the dead set", error=problem, **context)
+            log.error("job cannot run; killed", error=problem, outcome=went, **context)
             return
         name = _metrics_name(job)
         job_class = self.registry.get(job["class"])
@@ -160,8 +164,7 @@ class Processor:
             except Exception:
                 log.exception("could not record the outcome of a job; killing it as it was")
             try:
-                self.retry.kill(work, work.job)
-                return "dead"
+                return self.retry.kill(work, work.job)
             except Exception:
                 log.exception("could not kill the job either", queue=work.queue)
                 return "unrecorded"

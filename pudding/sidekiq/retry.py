@@ -141,15 +141,15 @@ class JobRetry:
         if job.get("dead") is False:
             self._ack(work)
             return "discarded"
-        self.kill(work, payload.dump(job))
-        return "dead"
+        return self.kill(work, payload.dump(job))
 
-    def kill(self, work: UnitOfWork, raw: bytes) -> None:
+    def kill(self, work: UnitOfWork, raw: bytes) -> str:
         """To the dead set, acked in the same transaction."""
         with self.redis.pipeline(transaction=True) as pipe:
             self.dead_set.kill(raw, pipe)
             self.fetch.ack_in(pipe, work)
             pipe.execute()
+        return "dead"
 
     def _ack(self, work: UnitOfWork) -> None:
         with self.redis.pipeline(transaction=True) as pipe:
