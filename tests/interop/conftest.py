@@ -108,16 +108,20 @@ def ruby_sidekiq(
 def pudding_worker(
     supervisor: Supervisor, redis_url: str, r: redis.Redis
 ) -> Callable[..., SidekiqProcess]:
-    """Start our `python -m pudding.sidekiq -r pyjobs`; it is stopped at teardown."""
+    """Start our `python -m pudding.sidekiq -r pyjobs`; it is stopped at teardown.
+
+    `extra_args` go after the fixed flags, e.g. `["-r", "pyjobs_later"]` for more job classes.
+    """
 
     def start(
         queues: Sequence[str] = ("py",),
         concurrency: int = 2,
         timeout: int = 3,
         tag: str = "interop",
+        extra_args: Sequence[str] = (),
     ) -> SidekiqProcess:
         argv = [sys.executable, "-m", "pudding.sidekiq", "-r", "pyjobs",
-                "-c", str(concurrency), "-t", str(timeout), "-g", tag, "-v"]
+                "-c", str(concurrency), "-t", str(timeout), "-g", tag, "-v", *extra_args]
         for queue in queues:
             argv += ["-q", queue]
         pythonpath = os.pathsep.join(filter(None, [str(INTEROP_DIR), os.environ.get("PYTHONPATH")]))

@@ -82,3 +82,13 @@ class ChargeJob(Job):
 
     def perform(self, *args: Any) -> None:
         _record(self, args)
+
+
+class AlwaysFailJob(Job):
+    """Fails on every run: where it goes next is decided by `retry`, `retry_count`, `retry_for`."""
+
+    sidekiq_options: ClassVar[dict[str, Any]] = {"queue": "py"}
+
+    def perform(self, *args: Any) -> None:
+        _record(self, args)
+        raise RuntimeError(f"always fails {list(args)!r}")
