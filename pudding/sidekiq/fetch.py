@@ -11,6 +11,11 @@ the very bytes fetched.
 
 Throughput comes from batching: the processor threads that are idle at the same
 moment share one fetch, and acks of finished jobs ride along with the next fetch.
+
+A fetch whose reply is lost (Redis went down after running it) leaves jobs in our list
+that no thread of ours knows of. The fetch keeps count of the jobs it handed out and has
+not seen acked, so after a failed fetch, and at a clean stop, it puts whatever else is in
+its lists back into their queues, rather than leave them until this process dies.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ return out
 # Short, so that an idle processor notices quiet and stop quickly.
 BLOCKING_TIMEOUT = 0.5
 MIN_IDLE_BACKOFF = 0.01
+# How long a stop waits for a fetch still under way (a hung Redis answers within its
+# socket timeout).
+SETTLE_WAIT = 10.0
 # Average job run time under which a fetch also takes jobs for later.
 PREFETCH_BELOW = 0.005
 PREFETCH_MIN = 20
@@ -100,6 +108,9 @@ class ReliableFetch:
         self._backoff = MIN_IDLE_BACKOFF
         self._job_seconds = 1.0
         self._failures = Backoff(log, "fetch")
+        # Jobs handed out and not yet acked (their LREM not yet answered).
+        self._held: collections.Counter[UnitOfWork] = collections.Counter()
+        self._suspect = False
 
     def inflight_key(self, queue: str) -> str:
         return inflight_key(self.config.key_prefix, self.identity, queue)
@@ -123,6 +134,9 @@ class ReliableFetch:
                 if not self._fetching.acquire(timeout=0.5):
                     continue
                 try:
+                    if self._suspect:
+                        self.return_strays()
+                        self._suspect = False
                     with self._lock:
                         want = 0 if self._buffer else self._waiting + self._prefetch()
                     if want:
@@ -131,8 +145,11 @@ class ReliableFetch:
                             self._backoff = MIN_IDLE_BACKOFF
                         with self._lock:
                             self._buffer.extend(works)
+                            self._held.update(works)
                     self._failures.succeeded()
                 except Exception as error:
+                    # Its reply may be what was lost: the fetch may have moved jobs.
+                    self._suspect = True
                     stop.wait(self._failures.failed(error))
                 finally:
                     self._fetching.release()
@@ -177,6 +194,44 @@ class ReliableFetch:
         except Exception:
             self._return_acks(acks)
             raise
+        self.forget(acks)
+
+    def forget(self, works: list[UnitOfWork]) -> None:
+        """These jobs have left our in-flight list (or failed to, and are left to
+        `return_strays`): no thread holds them any more."""
+        with self._lock:
+            for work in works:
+                if self._held[work] > 1:
+                    self._held[work] -= 1
+                else:
+                    self._held.pop(work, None)
+
+    def settle(self) -> None:
+        """At a clean stop, once the processors are done: acks out, strays back."""
+        if not self._fetching.acquire(timeout=SETTLE_WAIT):
+            log.warning("a fetch still hangs; what it took will be recovered after we exit")
+            return
+        try:
+            self.return_strays()
+        finally:
+            self._fetching.release()
+
+    def return_strays(self) -> int:
+        """Put back into their queues the jobs in our in-flight lists that no thread of ours
+        holds; returns how many. Called with no fetch running (the fetch lock, or a stop)."""
+        self.flush_acks()
+        with self._lock:
+            held = collections.Counter(self._held)
+        strays = []
+        for queue in self.queues:
+            listed = collections.Counter(
+                UnitOfWork(queue, raw) for raw in self.redis.lrange(self.inflight_key(queue), 0, -1)
+            )
+            strays += (listed - held).elements()
+        if strays:
+            log.warning("jobs a lost fetch reply left in flight go back", count=len(strays))
+            self.requeue(strays)
+        return len(strays)
 
     def _take_buffered(self) -> list[UnitOfWork]:
         """Jobs fetched that no processor has started: they go back when we quiet."""
@@ -200,6 +255,8 @@ class ReliableFetch:
                 pipe.execute()
         except Exception:
             log.exception("requeue failed; the jobs stay in flight and will be recovered")
+            return
+        self.forget(works)
 
     def requeue_buffered(self) -> None:
         """Jobs fetched that no processor has started go back: a quiet process holds none."""
@@ -228,6 +285,7 @@ class ReliableFetch:
         except Exception:
             self._return_acks(acks)
             raise
+        self.forget(acks)
         return [
             UnitOfWork(self.queues[int(flat[i]) - 1], flat[i + 1]) for i in range(0, len(flat), 2)
         ]

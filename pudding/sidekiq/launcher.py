@@ -192,7 +192,7 @@ class Launcher:
                 thread.join(max(grace - time.monotonic(), 0))
         self.fetch.requeue_buffered()
         try:
-            self.fetch.flush_acks()
+            self.fetch.settle()
             self.heartbeat.clear()
             self.fetch.unregister()
         except Exception:

@@ -157,17 +157,26 @@ class Processor:
                 return "requeued"
             self.tracker.record(name, int((time.monotonic() - started) * 1000), failed)
             try:
-                return record()
-            except RedisError:
-                log.exception("could not record the outcome of a job", queue=work.queue)
-                return "unrecorded"
-            except Exception:
-                log.exception("could not record the outcome of a job; killing it as it was")
-            try:
-                return self.retry.kill(work, work.job)
-            except Exception:
-                log.exception("could not kill the job either", queue=work.queue)
-                return "unrecorded"
+                return self._record(work, record)
+            finally:
+                if failed:
+                    # A failure acks in its own transaction (an ack after success rides
+                    # with the next fetch, which forgets it then).
+                    self.fetch.forget([work])
+
+    def _record(self, work: UnitOfWork, record: Callable[[], Any]) -> Any:
+        try:
+            return record()
+        except RedisError:
+            log.exception("could not record the outcome of a job", queue=work.queue)
+            return "unrecorded"
+        except Exception:
+            log.exception("could not record the outcome of a job; killing it as it was")
+        try:
+            return self.retry.kill(work, work.job)
+        except Exception:
+            log.exception("could not kill the job either", queue=work.queue)
+            return "unrecorded"
 
 
 def _malformed(job: dict[str, Any]) -> str | None:

@@ -2,6 +2,8 @@ import json
 import threading
 from collections import Counter
 
+import redis
+
 from pudding.sidekiq import Client, payload
 from pudding.sidekiq.config import QueueSpec, WorkerConfig
 from pudding.sidekiq.fetch import ReliableFetch
@@ -103,3 +105,39 @@ def test_rediss_urls_use_tls():
     kwargs = redis.connection_pool.connection_kwargs
     assert redis.connection_pool.connection_class.__name__ == "SSLConnection"
     assert (kwargs["password"], kwargs["db"], kwargs["port"]) == ("secret", 3, 6380)
+
+
+def test_jobs_of_a_fetch_whose_reply_was_lost_go_back_to_their_queue(r, rb, redis_url):
+    """Redis ran the fetch but went down before it answered: the jobs it moved sit in our
+    in-flight list, unknown to every thread. The next fetch puts them back first."""
+    fetch = make_fetch(redis_url, QueueSpec("default"), concurrency=1)
+    client = Client(r)
+    held = client.perform_async("X")
+    mine = fetch.retrieve(threading.Event())
+    lost = [client.perform_async("X") for _ in range(2)]
+    script = fetch._script
+
+    def reply_lost(**kwargs):
+        fetch._script = script  # once
+        script(**kwargs)
+        raise redis.ConnectionError("Connection closed by server.")
+
+    fetch._script = reply_lost
+    again = fetch.retrieve(threading.Event())
+    assert json.loads(mine.job)["jid"] == held
+    assert json.loads(again.job)["jid"] == lost[0]
+    listed = [json.loads(raw)["jid"] for raw in rb.lrange(fetch.inflight_key("default"), 0, -1)]
+    assert sorted(listed) == sorted([held, lost[0]])
+    assert [json.loads(raw)["jid"] for raw in rb.lrange("queue:default", 0, -1)] == [lost[1]]
+
+
+def test_a_clean_stop_leaves_no_job_in_flight(r, rb, redis_url):
+    fetch = make_fetch(redis_url, QueueSpec("default"))
+    jid = Client(r).perform_async("X")
+    work = fetch.retrieve(threading.Event())
+    rb.lpush(fetch.inflight_key("default"), b"a stray")
+    fetch.ack(work)
+    fetch.settle()
+    assert rb.lrange(fetch.inflight_key("default"), 0, -1) == []
+    assert rb.lrange("queue:default", 0, -1) == [b"a stray"]
+    assert jid not in r.lrange("queue:default", 0, -1)
