@@ -42,21 +42,26 @@ def free_port() -> int:
 
 class RedisServer:
     """A redis-server of the tests' own, on a free port, in a throwaway dir. A test may
-    stop it and start it again: it comes back on the same port, empty."""
+    stop it and start it again: it comes back on the same port, empty, or with
+    `appendonly` holding what it had (its AOF is in the dir; `stop` is a clean shutdown,
+    which writes the AOF out, so no acknowledged write is lost)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, appendonly: bool = False) -> None:
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
         self.workdir = workdir
+        self.appendonly = appendonly
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
+        persistence = ["yes", "--appendfsync", "everysec"] if self.appendonly else ["no"]
         process = self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.workdir), "--save", "", "--appendonly", "no", "--databases", "16"],
+             "--dir", str(self.workdir), "--save", "", "--appendonly", *persistence,
+             "--databases", "16"],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
