@@ -14,8 +14,8 @@ moment share one fetch, and acks of finished jobs ride along with the next fetch
 
 A fetch whose reply is lost (Redis went down after running it) leaves jobs in our list
 that no thread of ours knows of. The fetch keeps count of the jobs it handed out and has
-not seen acked, so after a failed fetch, and at a clean stop, it puts whatever else is in
-its lists back into their queues, rather than leave them until this process dies.
+not seen acked, so after a failed fetch or outcome, and at a clean stop, it puts whatever
+else is in its lists back into their queues, rather than leave them until we die.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class ReliableFetch:
                     self._failures.succeeded()
                 except Exception as error:
                     # Its reply may be what was lost: the fetch may have moved jobs.
-                    self._suspect = True
+                    self.lost_track()
                     stop.wait(self._failures.failed(error))
                 finally:
                     self._fetching.release()
@@ -205,6 +205,10 @@ class ReliableFetch:
                     self._held[work] -= 1
                 else:
                     self._held.pop(work, None)
+
+    def lost_track(self) -> None:
+        """A write about our in-flight jobs failed: the next fetch returns the strays."""
+        self._suspect = True
 
     def settle(self) -> None:
         """At a clean stop, once the processors are done: acks out, strays back."""

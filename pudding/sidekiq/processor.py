@@ -147,8 +147,9 @@ class Processor:
     ) -> Any:
         """Count the run and write its outcome, unless a hard shutdown already requeued it.
 
-        Should Redis fail, the job stays in our in-flight list: it is recovered, not lost.
-        Should the outcome fail for any other reason (a field no code could foresee), the
+        Should Redis fail, the job stays in our in-flight list, and the next fetch puts it
+        back in its queue: it runs again, it is not lost. Should the outcome fail for any
+        other reason (a field no code could foresee), the
         job goes to the dead set as it was fetched, rather than run again and again.
         """
         with self.lock:
@@ -169,6 +170,7 @@ class Processor:
             return record()
         except RedisError:
             log.exception("could not record the outcome of a job", queue=work.queue)
+            self.fetch.lost_track()
             return "unrecorded"
         except Exception:
             log.exception("could not record the outcome of a job; killing it as it was")
