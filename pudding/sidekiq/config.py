@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 RETRY_FOR_MODES = ("7", "8")
-METRICS_CHOICES = ("both", "7", "8", "off")
+# `--metrics` choices: the Sidekiq versions whose Metrics-tab keys a worker writes.
+METRICS_VERSIONS = {"both": ("7", "8"), "7": ("7",), "8": ("8",), "off": ()}
+METRICS_CHOICES = tuple(METRICS_VERSIONS)
 
 
 class ConfigError(ValueError):
@@ -54,7 +56,7 @@ class WorkerConfig:
 
     @property
     def metrics_versions(self) -> tuple[str, ...]:
-        return {"7": ("7",), "8": ("8",), "both": ("7", "8"), "off": ()}[self.metrics]
+        return METRICS_VERSIONS[self.metrics]
 
     @property
     def strict(self) -> bool:

@@ -86,6 +86,13 @@ def test_bad_configuration_exits_non_zero_with_a_clear_message(redis_url):
         (("-r", "tests.sidekiq.jobs", "-c", "0"), "Invalid value for '-c'"),
         (("-r", "tests.sidekiq.jobs", "-q", ","), "empty queue name"),
         (("-r", "tests.sidekiq.jobs", "-q", "a,x"), "queue weight must be a whole number"),
+        (
+            ("-r", "tests.sidekiq.jobs", "--heartbeat-interval", "5",
+             "--dead-process-timeout", "9"),
+            "at least two heartbeat intervals",
+        ),
+        (("-r", "tests.sidekiq.jobs", "--retry-for-mode", "9"), "Invalid value for '--retry-for"),
+        (("-r", "tests.sidekiq.jobs", "--metrics", "6"), "Invalid value for '--metrics'"),
     ]
     for args, message in cases:
         result = run_cli(*args, env=env)
