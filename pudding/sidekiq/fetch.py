@@ -24,7 +24,7 @@ import collections
 import json
 import random
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import structlog
 from redis import Redis
@@ -74,8 +74,9 @@ PREFETCH_MIN = 20
 MAX_IDLE_BACKOFF = 1.0
 
 
-@dataclass(frozen=True)
-class UnitOfWork:
+class UnitOfWork(NamedTuple):
+    """A tuple, not a dataclass: made, hashed and compared for every job, in C."""
+
     queue: str
     job: bytes  # the payload exactly as fetched: acks and requeues match these bytes
 
