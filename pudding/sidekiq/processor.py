@@ -15,7 +15,7 @@ from pudding.sidekiq import payload
 from pudding.sidekiq.fetch import ReliableFetch, UnitOfWork
 from pudding.sidekiq.job import Job, Registry
 from pudding.sidekiq.metrics import ExecutionTracker
-from pudding.sidekiq.retry import JobRetry, UnknownJobClass, record_error
+from pudding.sidekiq.retry import JobRetry, UnknownJobClass, error_message, record_error
 
 log = structlog.get_logger("pudding.sidekiq.processor")
 
@@ -46,8 +46,19 @@ class Processor:
     def run(self) -> None:
         while not self.quiet.is_set():
             work = self.fetch.retrieve(self.quiet)
-            if work is not None:
+            if work is None:
+                continue
+            try:
                 self.process(work)
+            except Exception:
+                # A fault of ours, not the job's: the thread carries on, and a job whose
+                # outcome was not written yet goes to the dead set, as it was, rather than
+                # run again and again in this process.
+                unrecorded = self.current is not None
+                log.exception("processing a job failed", queue=work.queue, unrecorded=unrecorded)
+                if unrecorded:
+                    kill = partial(self.retry.kill, work, work.job)
+                    self._outcome(work, None, time.monotonic(), kill, True)
 
     def in_flight(self) -> tuple[UnitOfWork, int] | None:
         return self.current
@@ -117,7 +128,7 @@ class Processor:
             log.warning(
                 "fail",
                 elapsed=elapsed,
-                error=f"{type(exc).__name__}: {exc}",
+                error=f"{type(exc).__name__}: {error_message(exc)}",
                 outcome=went,
                 exc_info=exc,
                 **context,

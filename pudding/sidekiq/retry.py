@@ -62,6 +62,15 @@ def error_class(exc: BaseException) -> str:
     )
 
 
+def error_message(exc: BaseException) -> str:
+    """The exception's message, or its class name: a job's exception may have a `__str__`
+    that raises, and its failure must be recorded all the same."""
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:
+        return type(exc).__name__
+
+
 def compress_backtrace(lines: list[str]) -> str:
     """Base64 of zlib-compressed JSON, as every Sidekiq Web version decodes it."""
     return base64.b64encode(zlib.compress(json.dumps(lines).encode())).decode()
@@ -112,7 +121,7 @@ class JobRetry:
             return "discarded"
         retry_queue = job.get("retry_queue")
         job["queue"] = retry_queue if isinstance(retry_queue, str) and retry_queue else work.queue
-        record_error(job, error_class(exc), str(exc) or type(exc).__name__)
+        record_error(job, error_class(exc), error_message(exc))
         backtrace = job.get("backtrace")
         if ruby_truthy(backtrace):
             lines = backtrace_lines(exc)

@@ -227,3 +227,43 @@ def test_a_thread_that_dies_stops_the_process_with_status_1(r, start_worker):
     # The job's failure was written before its thread went: no crash loop.
     [retry] = r.zrange("retry", 0, -1)
     assert json.loads(retry)["error_class"] == "SystemExit"
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no str for you")
+
+
+class RaisesUnprintable(Job):
+    def perform(self):
+        raise Unprintable()
+
+
+def test_an_exception_that_cannot_be_printed_is_still_a_failure(r, start_worker):
+    start_worker(RaisesUnprintable, Record)
+    Client(r).perform_async(RaisesUnprintable)
+    after = Client(r).perform_async(Record, "after")
+    wait_for(lambda: (after, ("after",)) in ran, message="the next job", timeout=10)
+    wait_for(lambda: r.zcard("retry") == 1, message="the failure in the retry set", timeout=10)
+    failure = json.loads(r.zrange("retry", 0, -1)[0])
+    assert failure["error_message"] == "Unprintable"
+    assert failure["error_class"].endswith("Unprintable")
+
+
+def test_a_fault_of_the_engine_kills_the_job_and_spares_the_thread(r, rb, start_worker):
+    launcher = start_worker(Record, concurrency=1)
+    [processor] = launcher.processors
+    honest = processor.process
+
+    def faulty(work):
+        processor.current = (work, 0)
+        processor.process = honest  # once
+        raise KeyError("a bug")
+
+    processor.process = faulty
+    doomed = Client(r).perform_async(Record, "doomed")
+    wait_for(lambda: r.zcard("dead") == 1, message="the job, killed as it was", timeout=10)
+    assert json.loads(rb.zrange("dead", 0, -1)[0])["jid"] == doomed
+    after = Client(r).perform_async(Record, "after")
+    wait_for(lambda: (after, ("after",)) in ran, message="the same thread to run on", timeout=10)
+    assert doomed not in {jid for jid, _ in ran}
