@@ -40,6 +40,7 @@ class OrphanRecovery:
         self.registry_key = registry_key(config.key_prefix)
         self.lock_key = f"{config.key_prefix}:recovery-lock"
         self.dead_set = DeadSet(redis, config.dead_max_jobs, config.dead_timeout)
+        self._renewed = 0.0  # when this process last renewed the lock
 
     def run(self) -> int:
         """Recover what dead processes left; returns how many jobs moved. Another process
