@@ -103,7 +103,9 @@ class LoggedProcess:
         )
 
     def output(self) -> str:
-        self.log.flush()
+        """What the process wrote, also once it is stopped (its log file closed)."""
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait(self, timeout: float = 30) -> int:

@@ -147,11 +147,12 @@ def test_unknown_class_waits_in_retry_for_a_worker_that_knows_it(
     assert first.process.poll() == 0, first.process.log_tail()
     later = pudding_worker(queues=["py"], extra_args=["-r", "pyjobs_later"])
     # Ruby's ZINCRBY re-serialises each entry: it moves ours only if it is byte for byte
-    # what Ruby's JSON.generate makes of it; otherwise it adds a second member.
+    # what Ruby's JSON.generate makes of it; otherwise it adds a second, due member, and
+    # the original would still be in `retry` at the end. (Not counted here: the later
+    # worker's poller may already be moving them.)
     ruby("retries = Sidekiq::RetrySet.new\n"
          "ARGS['jids'].each { |jid| retries.find_job(jid).reschedule(Time.now.to_f) }",
          jids=[pushed, bare["jid"]])
-    assert r.zcard("retry") == 2
     runs = wait_until(lambda: len(ran(r, "py:ran")) == 2 and ran(r, "py:ran"), 20,
                       "the later worker to run both jobs", alive=[later.process])
     assert sorted((run["jid"], run["class"]) for run in runs) == sorted(
