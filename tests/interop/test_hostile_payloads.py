@@ -73,8 +73,10 @@ def test_garbage_and_invalid_utf8_do_not_stop_the_worker(
     assert member == GARBAGE
     assert before <= score <= time.time()
     assert r.llen("queue:py") == r.zcard("retry") == r.zcard("schedule") == 0
-    assert any(record.get("level") == "error" for record in log_records(worker)), (
-        "no error logged for the entry sent to the dead set"
+    # The line follows the kill, through the worker's log-writer thread: wait for it.
+    wait_until(
+        lambda: any(record.get("level") == "error" for record in log_records(worker)), 10,
+        "an error logged for the entry sent to the dead set", alive=[worker.process],
     )
 
     # Ruby reads invalid JSON as an entry with an empty item and the raw value as its args.
