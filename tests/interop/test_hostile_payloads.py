@@ -36,9 +36,10 @@ def in_flight(r: redis.Redis, worker: SidekiqProcess) -> int:
 
 
 def log_records(worker: SidekiqProcess) -> list[dict[str, Any]]:
-    """The worker's JSON log lines (its output is not a terminal, so every line is JSON)."""
-    return [json.loads(line) for line in worker.process.output().splitlines()
-            if line.startswith("{")]
+    """The worker's JSON log lines (its output is not a terminal, so every line is JSON),
+    those it has finished writing."""
+    written = worker.process.output().rpartition("\n")[0]
+    return [json.loads(line) for line in written.splitlines() if line.startswith("{")]
 
 
 def test_garbage_and_invalid_utf8_do_not_stop_the_worker(
