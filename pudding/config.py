@@ -69,6 +69,37 @@ class SlackSettings:
 
 
 @dataclass(frozen=True)
+class ServerLimits:
+    """What one client may hold of the server: connections, time, header bytes.
+
+    waitress reads every socket on one event loop, so an idle or slow connection costs
+    a file descriptor and a little memory, not a thread; these bound how many there
+    may be and how long each may take.
+    """
+
+    # Open connections; beyond it waitress stops accepting until some close.
+    connection_limit: int = 1000
+    # A keep-alive connection with no request in flight is closed after this long.
+    # Longer than the 60 s idle timeout of common load balancers (AWS ALB), which
+    # must close first, or they may send a request into a closing connection.
+    idle_timeout: int = 75
+    # A request's headers and body must arrive within this long of its first byte.
+    request_timeout: int = 10
+    max_header_bytes: int = 16 * 1024
+    # The peer whose X-Forwarded-For and X-Forwarded-Proto are believed (a reverse
+    # proxy's address, or "*"); empty: none, those headers are dropped.
+    trusted_proxy: str = ""
+
+    def __post_init__(self) -> None:
+        if self.connection_limit < 10:
+            raise ConfigError("the connection limit must be at least 10")
+        if self.idle_timeout < 1 or self.request_timeout < 1:
+            raise ConfigError("the idle and request timeouts must be at least 1 second")
+        if self.max_header_bytes < 1024:
+            raise ConfigError("the header size limit must be at least 1024 bytes")
+
+
+@dataclass(frozen=True)
 class WebConfig:
     auth_token: str
     host: str = "0.0.0.0"
@@ -84,6 +115,7 @@ class WebConfig:
     cpus: frozenset[int] = frozenset()
     max_body_bytes: int = 64 * 1024
     max_build_count: int = 100
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
     def __post_init__(self) -> None:
         if not self.auth_token or not self.auth_token.strip():

@@ -116,7 +116,11 @@ class BackgroundNotifier:
 
     def _run(self) -> None:
         while (message := self._messages.get()) is not None:
-            self.notifier.notify(*message)
+            # Each message on its own: one that cannot be sent must not end the others.
+            try:
+                self.notifier.notify(*message)
+            except Exception:
+                log.exception("slack notification dropped: it could not be sent")
 
 
 def _describe(error: Exception) -> str:

@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Any
 
-from redis import Redis
+from redis import ConnectionError, Redis
 from redis.connection import AbstractConnection
 
 
@@ -34,8 +34,8 @@ os.register_at_fork(after_in_child=_Forks.happened)
 
 class ThreadLocalRedis(Redis):
     """A `Redis` whose commands go out on the calling thread's own connection, taken from
-    the pool at the thread's first command (and again in a forked child). A connection
-    that fails is closed by redis-py and opens again at its thread's next command.
+    the pool at the thread's first command (and again in a forked child). A command
+    whose connection fails is sent again, once, on a new connection.
     Pipelines and transactions take pool connections as usual."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -43,7 +43,18 @@ class ThreadLocalRedis(Redis):
         self._local = threading.local()
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        connection = self._thread_connection()
+        """Send a command and read its answer. When the connection fails (Redis restarted
+        or a proxy dropped the socket while it was idle), the command goes once more on
+        a new one: the callers' writes are idempotent, and without this every thread's
+        first command after a restart fails."""
+        try:
+            return self._send(self._thread_connection(), args, options)
+        except ConnectionError:
+            connection = self._thread_connection()
+            connection.disconnect()
+            return self._send(connection, args, options)
+
+    def _send(self, connection: AbstractConnection, args: Any, options: Any) -> Any:
         connection.send_command(*args, **options)
         return self.parse_response(connection, args[0], **options)
 

@@ -16,6 +16,7 @@ from pudding.config import (
     ConfigError,
     QueueNames,
     RedisSettings,
+    ServerLimits,
     SlackSettings,
     WebConfig,
     default_addr,
@@ -53,6 +54,25 @@ QUEUE_WARNING_INTERVAL = 60.0
 @click.option("--max-build-count", envvar="PUDDING_MAX_BUILD_COUNT", type=click.IntRange(1),
               default=WebConfig.max_build_count, show_default=True,
               help="Upper bound of an instance build's `count`.")
+@click.option("--max-body-bytes", envvar="PUDDING_WEB_MAX_BODY_BYTES", type=click.IntRange(1024),
+              default=WebConfig.max_body_bytes, show_default=True,
+              help="Largest request body; larger ones get 413.")
+@click.option("--connection-limit", envvar="PUDDING_WEB_CONNECTION_LIMIT",
+              type=click.IntRange(10), default=ServerLimits.connection_limit, show_default=True,
+              help="Open connections at most; beyond it new ones wait to be accepted.")
+@click.option("--idle-timeout", envvar="PUDDING_WEB_IDLE_TIMEOUT", type=click.IntRange(1),
+              default=ServerLimits.idle_timeout, show_default=True,
+              help="Seconds before an idle keep-alive connection is closed; keep it longer "
+                   "than the idle timeout of a load balancer in front.")
+@click.option("--request-timeout", envvar="PUDDING_WEB_REQUEST_TIMEOUT", type=click.IntRange(1),
+              default=ServerLimits.request_timeout, show_default=True,
+              help="Seconds a request's headers and body may take to arrive.")
+@click.option("--max-header-bytes", envvar="PUDDING_WEB_MAX_HEADER_BYTES",
+              type=click.IntRange(1024), default=ServerLimits.max_header_bytes,
+              show_default=True, help="Largest request line and headers; larger get 431.")
+@click.option("--trusted-proxy", envvar="PUDDING_TRUSTED_PROXY", default="",
+              help="Address of a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto "
+                   "are believed (or *); default: none, those headers are dropped.")
 @click.option("--debug/--no-debug", envvar="DEBUG", default=False)
 def main(
     addr: str,
@@ -68,6 +88,12 @@ def main(
     threads: int,
     cpus: str,
     max_build_count: int,
+    max_body_bytes: int,
+    connection_limit: int,
+    idle_timeout: int,
+    request_timeout: int,
+    max_header_bytes: int,
+    trusted_proxy: str,
     debug: bool,
 ) -> None:
     """Serve pudding's HTTP API."""
@@ -87,6 +113,14 @@ def main(
             threads=threads,
             cpus=parse_cpus(cpus, os.sched_getaffinity(0)),
             max_build_count=max_build_count,
+            max_body_bytes=max_body_bytes,
+            limits=ServerLimits(
+                connection_limit=connection_limit,
+                idle_timeout=idle_timeout,
+                request_timeout=request_timeout,
+                max_header_bytes=max_header_bytes,
+                trusted_proxy=trusted_proxy,
+            ),
         )
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
@@ -104,7 +138,8 @@ def main(
             config.host,
             config.port,
             threads=config.threads,
-            max_request_body_size=max(1024 * 1024, 16 * config.max_body_bytes),
+            max_request_body_size=config.max_body_bytes,
+            limits=config.limits,
         )
     except OSError as error:
         click.echo(f"pudding-server: cannot listen on {addr}: {error}", err=True)

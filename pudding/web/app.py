@@ -15,6 +15,7 @@ from pudding.store.cache import Cache
 from pudding.store.init_scripts import InitScripts
 from pudding.web import builds, inventory, root
 from pudding.web.errors import UnexpectedErrors, sentry_reporter
+from pudding.web.fields import SingleParams
 from pudding.web.middleware import AccessLog, Auth
 from pudding.web.openapi import openapi_document
 
@@ -33,7 +34,9 @@ def create_app(
     # Slack is told from a thread of its own: a slow Slack must not hold a request thread.
     slack = BackgroundNotifier(SlackNotifier(config.slack))
 
-    app = falcon.App(middleware=[AccessLog(), Auth(config.auth_token, scripts)])
+    app = falcon.App(middleware=[
+        AccessLog(config.auth_token), Auth(config.auth_token, scripts), SingleParams(),
+    ])
     secrets = (config.auth_token, config.slack.token, config.slack.webhook_url)
     UnexpectedErrors(sentry_reporter(config.sentry_dsn, secrets)).install(app)
 

@@ -18,6 +18,15 @@ from pudding.store.builds import DEFAULT_ROLE, FINISHED, Build, BuildStore, Unkn
 from pudding.store.init_scripts import CorruptInitScript, InitScripts
 from pudding.templates import DEFAULT_NAME_TEMPLATE, NameTemplateError, check_name_template
 from pudding.web.errors import ValidationFailed, render
+from pudding.web.fields import (
+    AMI,
+    INSTANCE_TYPE,
+    WORD,
+    channel_problem,
+    checked_channel,
+    checked_instance_id,
+    single_values,
+)
 from pudding.web.middleware import BUILD
 
 STRING_FIELDS = (
@@ -29,9 +38,9 @@ ENVS = ("prod", "staging", "test")
 CLIENT_STATES = ("pending", "started", "finished")
 MAX_LIST = 500
 
-_INSTANCE_TYPE = re.compile(r"[a-z0-9][a-z0-9-]*\.[a-z0-9]+")
-_AMI = re.compile(r"ami-[0-9a-f]{8,17}")
-_WORD = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_INSTANCE_TYPE = re.compile(INSTANCE_TYPE)
+_AMI = re.compile(AMI)
+_WORD = re.compile(WORD)
 _DECODER = json.JSONDecoder()
 
 
@@ -60,6 +69,8 @@ def parse_json(body: bytes) -> Any:
         raise falcon.HTTPBadRequest(description=f"the body is not valid JSON: {error}") from None
     except RecursionError:
         raise falcon.HTTPBadRequest(description="the body is nested too deeply") from None
+    except ValueError as error:  # e.g. an integer beyond Python's digit limit
+        raise falcon.HTTPBadRequest(description=f"the body is not usable JSON: {error}") from None
     return value
 
 
@@ -108,8 +119,8 @@ def build_from_request(
         if value[name] and not _WORD.fullmatch(value[name]):
             errors.append(f'{name} must be 1 to 64 letters, digits, ".", "_" or "-"')
     channel = (channel_param or value["slack_channel"] or config.default_slack_channel).strip()
-    if len(channel) > 80:
-        errors.append("slack_channel must be at most 80 characters")
+    if problem := channel_problem(channel):
+        errors.append(problem)
     template = value["name_template"] or DEFAULT_NAME_TEMPLATE
     try:
         if template != DEFAULT_NAME_TEMPLATE:
@@ -205,8 +216,11 @@ class InstanceBuild:
         if params.get("state") != FINISHED:
             render(resp, {"no": "op"})
             return
+        channel = checked_channel(params.get("slack-channel") or "")
+        if given := params.get("instance-id"):
+            checked_instance_id(given)
         if build.state != FINISHED:
-            instance_id = params.get("instance-id") or build.instance_id
+            instance_id = given or build.instance_id
             try:
                 build = self.builds.transition(build_id, FINISHED, instance_id=instance_id)
             except UnknownBuild:
@@ -214,8 +228,7 @@ class InstanceBuild:
                     description=f"no such instance build: {build_id}"
                 ) from None
             self.slack.notify(
-                params.get("slack-channel") or build.slack_channel
-                or self.config.default_slack_channel,
+                channel or build.slack_channel or self.config.default_slack_channel,
                 f"Finished starting instance `{instance_id or '?wat?'}` "
                 f"for instance build *{build_id}*",
             )
@@ -240,7 +253,10 @@ class InstanceBuild:
                     description="the body must be a JSON object of strings"
                 )
             return value
-        return dict(parse_qsl(body.decode("utf-8", "replace")))
+        form: dict[str, Any] = {}
+        for name, value in parse_qsl(body.decode("utf-8", "replace")):
+            form[name] = [form[name], value] if name in form else value
+        return single_values(form, "form")
 
 
 class InitScript:

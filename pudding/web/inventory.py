@@ -12,6 +12,7 @@ from pudding.jobs.names import INSTANCE_TERMINATION_JOB
 from pudding.sidekiq.client import Client
 from pudding.store.cache import Cache
 from pudding.web.errors import JSONAPI, encode, render
+from pudding.web.fields import checked_channel
 
 INSTANCE_FILTERS = ("env", "site", "role", "queue")
 
@@ -73,7 +74,8 @@ class Instance:
         """Enqueue the termination of a cached (so pudding-known, running) instance."""
         if self.cache.instance(instance_id) is None:
             raise falcon.HTTPNotFound(description=f"no such instance: {instance_id}")
-        channel = req.get_param("slack-channel") or self.config.default_slack_channel
+        channel = (checked_channel(req.get_param("slack-channel") or "")
+                   or self.config.default_slack_channel)
         self.jobs.push({
             "class": INSTANCE_TERMINATION_JOB,
             "args": [instance_id, channel],

@@ -20,12 +20,14 @@ import hmac
 import re
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import falcon
 import structlog
 
 from pudding.sidekiq import ids
 from pudding.store.init_scripts import InitScripts
+from pudding.web.fields import PARAMS
 
 PUBLIC, TOKEN, BUILD = "public", "token", "build"
 
@@ -35,13 +37,34 @@ _BASIC = re.compile(r"(?i)basic[ =]")
 log = structlog.get_logger("pudding.web.access")
 
 
+REDACTED = "[redacted]"
+
+
+def loggable_query(query: str) -> str | None:
+    """The query string with the values of parameters the API does not read redacted: a
+    client may put a token or a password anywhere."""
+    if not query:
+        return None
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(name, value if name in PARAMS else REDACTED)
+                      for name, value in pairs], safe="#@[]") or REDACTED
+
+
 class AccessLog:
     """Gives each request an id (`X-Request-Id`, kept if the client sent a sane one) and
-    logs one line per request when it is done."""
+    logs one line per request when it is done, with the auth token cut out of every
+    value the client chose (sent by mistake in a parameter, the user agent, ...)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def _scrub(self, value: str | None) -> str | None:
+        return value.replace(self._token, REDACTED) if value else value
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header("X-Request-Id") or ""
-        req.context.request_id = given if _REQUEST_ID.fullmatch(given) else ids.new_uuid().hex
+        sane = _REQUEST_ID.fullmatch(given) and self._token not in given
+        req.context.request_id = given if sane else ids.new_uuid().hex
         req.context.started = time.perf_counter()
         resp.set_header("X-Request-Id", req.context.request_id)
 
@@ -52,12 +75,12 @@ class AccessLog:
             "request",
             request_id=req.context.request_id,
             method=req.method,
-            path=req.path,
-            query=req.query_string or None,
+            path=self._scrub(req.path),
+            query=self._scrub(loggable_query(req.query_string)),
             status=resp.status_code,
             duration_ms=round((time.perf_counter() - req.context.started) * 1000, 2),
             remote_addr=req.remote_addr,
-            user_agent=req.user_agent,
+            user_agent=self._scrub(req.user_agent),
         )
 
 

@@ -6,6 +6,9 @@ from typing import Any
 
 from pudding.config import WebConfig
 from pudding.web.builds import MAX_LIST
+from pudding.web.fields import AMI, INSTANCE_ID, INSTANCE_TYPE, SLACK_CHANNEL, WORD
+
+_CHANNEL = {"type": "string", "pattern": f"^({SLACK_CHANNEL})?$"}
 
 JSONAPI = "application/vnd.api+json"
 _STRING = {"type": "string"}
@@ -92,7 +95,8 @@ def openapi_document(config: WebConfig) -> dict[str, Any]:
                     "202": _json({"type": "object", "required": ["ok"],
                                   "properties": {"ok": _STRING}}, "enqueued"),
                     "404": _error("NotFound")},
-                    parameters=[_query("slack-channel", "where to report the termination")]),
+                    parameters=[_query("slack-channel", "where to report the termination",
+                                       _CHANNEL)]),
             },
             "/images": {"get": _operation("Cached images", {
                 "200": _json(_list("images", "Image"), "images")},
@@ -115,7 +119,7 @@ def openapi_document(config: WebConfig) -> dict[str, Any]:
                         "413": _error("TooLarge"),
                     },
                     parameters=[_query("slack-channel", "overrides `slack_channel`",
-                                       {"type": "string", "maxLength": 80})],
+                                       _CHANNEL)],
                     requestBody={"required": True, "content": {"application/json": {"schema": {
                         "type": "object", "required": ["instance_builds"],
                         "properties": {"instance_builds": _ref("BuildRequest")}}}}},
@@ -140,13 +144,16 @@ def openapi_document(config: WebConfig) -> dict[str, Any]:
                     },
                     auth="build",
                     parameters=[_query("state", "`finished`, or anything (a no-op)"),
-                                _query("instance-id", "the instance that finished"),
-                                _query("slack-channel", "where to report it")],
+                                _query("instance-id", "the instance that finished",
+                                       {"type": "string", "pattern": f"^{INSTANCE_ID}$"}),
+                                _query("slack-channel", "where to report it", _CHANNEL)],
                     requestBody={"required": False, "content": {
                         "application/x-www-form-urlencoded": {"schema": {
                             "type": "object", "properties": {
-                                "state": _STRING, "instance-id": _STRING,
-                                "slack-channel": _STRING}}}}},
+                                "state": _STRING,
+                                "instance-id": {"type": "string",
+                                                "pattern": f"^{INSTANCE_ID}$"},
+                                "slack-channel": _CHANNEL}}}}},
                 ),
             },
             "/init-scripts/{build_id}": {
@@ -192,18 +199,18 @@ def openapi_document(config: WebConfig) -> dict[str, Any]:
                     "properties": {
                         "site": {"type": "string", "enum": ["org", "com"]},
                         "env": {"type": "string", "enum": ["prod", "staging", "test"]},
-                        "queue": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}$"},
+                        "queue": {"type": "string", "pattern": f"^{WORD}$"},
                         "instance_type": {"type": "string",
-                                          "pattern": r"^[a-z0-9][a-z0-9-]*\.[a-z0-9]+$"},
+                                          "pattern": f"^{INSTANCE_TYPE}$"},
                         "count": {"type": "integer", "minimum": 1,
                                   "maximum": config.max_build_count},
                         "id": {"type": "string", "format": "uuid", "nullable": True,
                                "description": "optional; a repeat returns the existing build"},
                         "role": {"type": "string", "nullable": True,
-                                 "pattern": r"^([A-Za-z0-9_.-]{1,64})?$"},
+                                 "pattern": f"^({WORD})?$"},
                         "ami": {"type": "string", "nullable": True,
-                                "pattern": r"^(ami-[0-9a-f]{8,17})?$"},
-                        "slack_channel": {"type": "string", "nullable": True, "maxLength": 80},
+                                "pattern": f"^({AMI})?$"},
+                        "slack_channel": {**_CHANNEL, "nullable": True},
                         "name_template": {
                             "type": "string", "nullable": True, "maxLength": 512,
                             "description": "Jinja2 (or Go-style `{{.Site}}`) for the Name tag; "

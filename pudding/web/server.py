@@ -1,11 +1,18 @@
-"""waitress, with a graceful stop: stop accepting, let open requests finish, return.
+"""waitress, with a graceful stop, limits on what a client may hold, and JSON errors.
 
 `DELETE /`, SIGTERM and SIGINT all call `stop()`; calling it again is harmless.
+
+waitress closes a connection only after `channel_timeout` of silence, so a client that
+sends a header byte now and then keeps its socket forever; `_Server` also closes a
+connection whose request has not fully arrived within `request_timeout` of its first
+byte. The errors waitress answers itself (a body over its limit, framing errors) carry
+the API's JSON error shape. Both reach into waitress 3's channel and server classes.
 """
 
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import socket
 import threading
@@ -13,9 +20,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import structlog
 from waitress import wasyncore
-from waitress.server import TcpWSGIServer, create_server
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ErrorTask, ThreadedTaskDispatcher
+
+from pudding.config import ServerLimits
 
 log = structlog.get_logger("pudding.web")
 
@@ -42,6 +55,60 @@ class OncePerInterval(logging.Filter):
         return True
 
 
+class _JSONErrorTask(ErrorTask):
+    """waitress's own error responses, in the API's `{"errors": [{"details": ...}]}`."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        body = orjson.dumps({"errors": [{"details": f"{error.reason}: {error.body}"}]})
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/vnd.api+json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+        log.info("request refused", status=error.code, reason=error.reason,
+                 remote_addr=self.channel.addr[0] if self.channel.addr else None)
+
+
+class _Channel(HTTPChannel):
+    error_task_class = _JSONErrorTask
+    # When the request now being read began to arrive (time.time(), as waitress keeps).
+    reading_since = 0.0
+
+    def received(self, data: bytes) -> bool:
+        if self.request is None and data:
+            self.reading_since = time.time()
+        return bool(super().received(data))
+
+
+class _Server(TcpWSGIServer):
+    channel_class = _Channel
+
+    def __init__(self, *args: Any, request_timeout: float, **kwargs: Any) -> None:
+        self.request_timeout = request_timeout
+        super().__init__(*args, **kwargs)
+
+    def maintenance(self, now: float) -> None:
+        """Close idle connections (waitress) and those whose request is overdue (ours)."""
+        super().maintenance(now)
+        cutoff = now - self.request_timeout
+        for channel in list(self.active_channels.values()):
+            if channel.request is not None and channel.reading_since < cutoff:
+                channel.will_close = True
+
+
+def _allow_open_files(needed: int) -> None:
+    """Raise this process's open-file limit to `needed` if it is lower (up to the hard
+    limit): each connection is a file, and a connection over the limit is refused."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        if wanted < needed:
+            log.warning("open-file limit below the connection limit",
+                        open_files=wanted, connection_limit=needed)
+
+
 class GracefulServer:
     def __init__(
         self,
@@ -51,24 +118,48 @@ class GracefulServer:
         *,
         threads: int = 8,
         max_request_body_size: int = 1024 * 1024,
+        limits: ServerLimits | None = None,
         drain_timeout: float = 30.0,
     ) -> None:
         """`make_app(stop)` builds the WSGI app; `stop` is what its `DELETE /` calls."""
         self._stopping = threading.Event()
         self._drain_timeout = drain_timeout
+        limits = limits or ServerLimits()
+        _allow_open_files(limits.connection_limit + 64)
         # Our own socket, so waitress runs exactly one listener (no v4/v6 fan-out) and
         # a bind error surfaces here, before anything else starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.create_server((host, port), family=family, backlog=1024)
-        server = create_server(
-            make_app(self.stop),
+        adjustments = Adjustments(
             sockets=[listener],
             threads=threads,
             ident="pudding",
             max_request_body_size=max_request_body_size,
+            max_request_header_size=limits.max_header_bytes,
+            connection_limit=limits.connection_limit,
+            channel_timeout=limits.idle_timeout,
+            # Timeouts are checked this often; the check is a pass over the open
+            # connections, a few microseconds each.
+            cleanup_interval=1,
+            # select() cannot watch a file descriptor numbered 1024 or more.
+            asyncore_use_poll=True,
+            trusted_proxy=limits.trusted_proxy or None,
+            trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"}
+            if limits.trusted_proxy else set(),
         )
-        assert isinstance(server, TcpWSGIServer)
-        self._server = server
+        dispatcher = ThreadedTaskDispatcher()
+        dispatcher.set_thread_count(threads)
+        self._server = _Server(
+            make_app(self.stop),
+            {},
+            True,
+            listener,
+            dispatcher=dispatcher,
+            adj=adjustments,
+            bind_socket=False,
+            sockinfo=(listener.family, listener.type, listener.proto, listener.getsockname()),
+            request_timeout=limits.request_timeout,
+        )
 
     @property
     def address(self) -> tuple[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -17,7 +18,7 @@ import falcon.testing
 import pytest
 
 from pudding.config import RedisSettings, SlackSettings, WebConfig
-from tests.support import LoggedProcess, RedisServer, SlackStandIn, free_port
+from tests.support import LoggedProcess, RedisServer, SlackStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-9c1f"
@@ -89,26 +90,24 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 class ServerProcess(LoggedProcess):
     """bin/pudding-server as a child process, its output in a file."""
 
-    def __init__(self, log_path: Path, env: dict[str, str], listen_via: str) -> None:
-        """`listen_via` says how the port is given: the `--addr` flag, `PUDDING_ADDR`,
-        or `PORT` (then on all interfaces)."""
-        self.port = free_port()
-        args, env = [], {k: v for k, v in {**os.environ, **env}.items()
-                         if k not in ("PORT", "PUDDING_ADDR")}
+    def __init__(self, log_path: Path, env: dict[str, str], listen_via: str,
+                 args: tuple[str, ...] = ()) -> None:
+        """`listen_via` says how the address is given: the `--addr` flag, `PUDDING_ADDR`,
+        or `PORT` (then on all interfaces). The port is 0: the server binds a free one
+        itself (no window for another process to take it) and logs which."""
+        env = {k: v for k, v in {**os.environ, **env}.items() if k not in ("PORT", "PUDDING_ADDR")}
         if listen_via == "--addr":
-            args = ["--addr", f"127.0.0.1:{self.port}"]
+            args = ("--addr", "127.0.0.1:0", *args)
         else:
-            env[listen_via] = str(self.port) if listen_via == "PORT" else f"127.0.0.1:{self.port}"
+            env[listen_via] = "0" if listen_via == "PORT" else "127.0.0.1:0"
         super().__init__([str(ROOT / "bin" / "pudding-server"), *args], env, log_path, ROOT)
         deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(self.url("/"), timeout=1).read()
-                return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"no pudding-server:\n{self.output()}") from None
-                time.sleep(0.05)
+        while not (found := re.search(r'\{[^\n]*"event": "listening"[^\n]*', self.output())):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no pudding-server:\n{self.output()}")
+            time.sleep(0.05)
+        self.port = int(json.loads(found[0])["port"])
+        urllib.request.urlopen(self.url("/"), timeout=5).read()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -118,8 +117,8 @@ class ServerProcess(LoggedProcess):
 def start_server(tmp_path: Path) -> Iterator[Any]:
     started: list[ServerProcess] = []
 
-    def start(listen_via: str = "--addr", **env: str) -> ServerProcess:
-        server = ServerProcess(tmp_path / f"server-{len(started)}.log", env, listen_via)
+    def start(listen_via: str = "--addr", args: tuple[str, ...] = (), **env: str) -> ServerProcess:
+        server = ServerProcess(tmp_path / f"server-{len(started)}.log", env, listen_via, args)
         started.append(server)
         return server
 

@@ -294,12 +294,12 @@ def test_patch_does_not_wait_for_a_slow_slack(client, slack, started_build):
 def test_patch_params_instance_id_and_channel(client, r, slack, started_build):
     result = client.simulate_patch(
         f"/instance-builds/{started_build}", headers=AUTH,
-        params={"state": "finished", "instance-id": "i-f00", "slack-channel": "#ops"})
+        params={"state": "finished", "instance-id": "i-0f00f00f00f00f00f", "slack-channel": "#ops"})
     assert result.status_code == 200
-    assert BuildStore(r).get(started_build).instance_id == "i-f00"
+    assert BuildStore(r).get(started_build).instance_id == "i-0f00f00f00f00f00f"
     [message] = slack.wait_for_messages(1)
     assert message["channel"] == "#ops"
-    assert "`i-f00`" in message["text"]
+    assert "`i-0f00f00f00f00f00f`" in message["text"]
 
 
 def test_patch_without_instance_id_says_wat_and_slack_failure_is_harmless(
