@@ -83,6 +83,13 @@ class RedisServer:
             self.process.wait(10)
             self.process = None
 
+    def kill(self) -> None:
+        """kill -9: no shutdown, every client's connection dies."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
 
 class LoggedProcess:
     """A child process with its stdout and stderr in a file; `stop` leaves nothing behind."""
