@@ -35,7 +35,12 @@ from pudding.aws.ec2 import BUILD_TAG, Image
 from pudding.jobs.names import INSTANCE_BUILD_JOB, INSTANCE_BUILDS_QUEUE
 from pudding.jobs.services import ServiceJob, Services
 from pudding.store.builds import FAILED, FINISHED, STARTED, Build, UnknownBuild
-from pudding.templates import name_context, render_name
+from pudding.templates import (
+    DEFAULT_NAME_TEMPLATE,
+    NameTemplateError,
+    name_context,
+    render_name,
+)
 
 STEPS = (
     "image", "security-group", "init-script", "launch", "instance", "name", "notify", "started",
@@ -154,7 +159,15 @@ class InstanceBuilder:
             if build.instance_id != instance_id:
                 self.builds.update(build.id, instance_id=instance_id)
         with self._step("name"):
-            name = render_name(build.name_template, name_context(asdict(build), instance_id))
+            context = name_context(asdict(build), instance_id)
+            try:
+                name = render_name(build.name_template, context)
+            except NameTemplateError as error:
+                # Accepted by an older API (Jinja); the instance exists, so it still
+                # gets a name rather than a failed build.
+                log.warning("name template no longer parses: default name used",
+                            build_id=build.id, error=str(error))
+                name = render_name(DEFAULT_NAME_TEMPLATE, context)
             self.ec2.tag(instance_id, {"Name": name})
         with self._step("notify"):
             self.services.slack.notify(

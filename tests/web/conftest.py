@@ -104,6 +104,7 @@ class ServerProcess(LoggedProcess):
         deadline = time.monotonic() + 20
         while not (found := re.search(r'\{[^\n]*"event": "listening"[^\n]*', self.output())):
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop(grace=0)
                 raise AssertionError(f"no pudding-server:\n{self.output()}")
             time.sleep(0.05)
         self.port = int(json.loads(found[0])["port"])

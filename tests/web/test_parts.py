@@ -188,18 +188,36 @@ def test_cache_reads_are_reused_until_the_next_write(r):
 
 
 def test_name_templates():
-    fields = {"site": "org", "env": "staging", "queue": "docker", "count": 4}
+    fields = {"site": "org", "env": "staging", "queue": "docker", "count": 4, "role": ""}
     context = name_context(fields, "i-abcd1234")
     assert render_name(DEFAULT_NAME_TEMPLATE, context) == "travis-org-staging-docker-abcd1234"
-    assert render_name("{{ site }}-{{ Count * 2 }}-{{- .Env -}}", context) == "org-8-staging"
-    for bad, reason in [("{{ nope }}", "'nope' is undefined"),
-                        ("{{ 'x' * 300 }}", "repeats a string beyond the name length"),
-                        ("{{ 2 ** 64 }}", "** is not allowed"),
-                        ("{% for i in range(10**1) %}{% endfor %}", "** is not allowed"),
-                        ("{{ range(200000) | list | length }}", "Range too big"),
+    cases = {
+        "{{ site }}-{{ Count }}-{{- .Env -}} x": "org-4-stagingx",
+        "{{.Site|upper}}{{ queue | replace('o', '0') }}": "ORGd0cker",
+        '{{ role | default("worker") }}/{{ instance_id_without_prefix | limit(4) }}':
+            "worker/abcd",
+        "{{ InstanceID }} {{/* a comment */}}{{ env | trim | lower }}": "i-abcd1234 staging",
+        "{{ .InstanceIDWithoutPrefix }}{{ InstanceIDWithoutPrefix }}": "abcd1234abcd1234",
+    }
+    for source, name in cases.items():
+        assert render_name(source, context) == name, source
+    assert render_name(("{{ site | replace('o', '" + "x" * 120 + "') }}") * 3, context) == (
+        ("x" * 120 + "rg") * 3)[:256]
+    for bad, reason in [("{{ nope }}", "unknown name 'nope'"),
+                        ("{{ .site }}", "unknown name 'site'"),
+                        ("{{ 'x' }}", "must start with a field name"),
+                        ("{{ site * 300 }}", "unexpected '*'"),
+                        ("{{ site | center(9) }}", "unknown filter 'center'"),
+                        ("{{ site | limit(0) }}", "limit takes 1 to 256"),
+                        ("{{ site | limit('a') }}", "limit takes int"),
+                        ("{{ site | replace('a') }}", "replace takes str, str"),
+                        ("{% for i in range(9) %}{% endfor %}", "statements"),
+                        ("{{ site", "not closed"),
                         ("x" * 600, "longer than 512 characters"),
-                        ("{{ site * 100 }}", "repeats a string")]:
-        with pytest.raises(NameTemplateError, match=reason.replace("*", r"\*")):
+                        ("{{ ami }}", "renders an empty name"),
+                        (("{{ site | replace('o', '" + "x" * 200 + "') }}") * 2,
+                         "longer than 256 characters")]:
+        with pytest.raises(NameTemplateError, match=reason):
             check_name_template(bad, fields)
 
 
