@@ -213,7 +213,8 @@ def openapi_document(config: WebConfig) -> dict[str, Any]:
                         "slack_channel": {**_CHANNEL, "nullable": True},
                         "name_template": {
                             "type": "string", "nullable": True, "maxLength": 512,
-                            "description": "Jinja2 (or Go-style `{{.Site}}`) for the Name tag; "
+                            "description": "the Name tag: fields (`{{.Site}}`, `{{ site }}`) and "
+                            "the filters lower, upper, trim, replace, default, limit; "
                             "checked now, rendered when the instance exists"},
                         "state": {"type": "string", "nullable": True,
                                   "enum": ["", "pending", "started", "finished", None]},
