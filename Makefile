@@ -2,8 +2,9 @@ VENV ?= .venv
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # redis-server for the tests' own Redis; ruby-sidekiq (with rack and webrick for
-# rackup) is the compatibility peer the interop tests drive.
-APT_PACKAGES := redis-server ruby-sidekiq ruby-rack ruby-webrick
+# rackup) is the compatibility peer the interop tests drive; nginx-light runs the tested
+# reverse-proxy example (deploy/nginx).
+APT_PACKAGES := redis-server ruby-sidekiq ruby-rack ruby-webrick nginx-light
 
 .PHONY: test lint install system-deps clean run
 
