@@ -1,16 +1,22 @@
 """Instance name templates: a small language that is total.
 
-A template is text with actions. An action names a field, in the Go original's spelling
+A template is text and actions. An action names a field, in the Go original's spelling
 (`{{.Site}}`, `{{ Site }}`) or ours (`{{ site }}`), then any number of filters:
-`lower`, `upper`, `trim`, `replace("old", "new")`, `default("text")` (when the value is
-empty) and `limit(n)` (the first n characters). `{{-` and `-}}` trim the whitespace
-beside them; `{{/* … */}}` is a comment. Nothing else: no loops, no expressions.
+`{{ queue | replace(".", "-") | limit(20) }}`. The filters are `lower`, `upper`, `trim`,
+`replace("old", "new")`, `default("text")` (the text when the value is empty) and
+`limit(n)` (the first n characters); their arguments are strings in single or double
+quotes (no escapes) or numbers from 1 to 256. `{{-` and `-}}` trim the whitespace beside
+them and `{{/* … */}}` is a comment. Nothing else parses: no statements, loops,
+conditions, arithmetic, or parentheses but a filter's arguments.
 
-Written by hand, not sandboxed Jinja: a sandbox cannot bound a template's time and memory
-(a loop over range(99999) inside another held a request thread for minutes), nor can one
-sample render prove that a template renders for every instance id. Here parsing is one
-linear pass, rendering cannot fail, and the name is clipped to an EC2 tag value's 256
-characters; so a template the API accepts renders for every instance.
+Written by hand rather than as sandboxed Jinja: the grammar is a dozen lines and must be
+total. A sandbox bounds neither a template's time nor its memory (two nested loops over
+range(99999) held an API thread for minutes), and rendering once for a sample instance id
+cannot show that a template renders for every id. Here parsing is one pass that never
+recurses, and rendering cannot fail: every field is converted with str(), every filter is
+total on strings, each value is cut to `_VALUE_LIMIT` characters and the name to
+MAX_NAME_LENGTH, an EC2 tag value's limit. So a template the API accepts names every
+instance.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ MAX_TEMPLATE_LENGTH = 512
 MAX_NAME_LENGTH = 256
 # The longer of EC2's two id forms, so that the API's check sees the longest name.
 SAMPLE_INSTANCE_ID = "i-0123456789abcdef0"
+# Room for any field and any name, while `replace("", "…")` over and over, or a huge field,
+# cannot make a value without bound.
+_VALUE_LIMIT = 4096
 
 # Jinja-style name → the Go original's field name.
 _GO_NAMES = {
@@ -44,28 +53,38 @@ _GO_NAMES = {
     "href": "HREF",
     "instance_id_without_prefix": "InstanceIDWithoutPrefix",
 }
-_NAMES = {**{name: name for name in _GO_NAMES}, **{go: name for name, go in _GO_NAMES.items()}}
+# Each spelling a template may write → the context's key.
+_FIELDS = {
+    **{name: name for name in _GO_NAMES},
+    **{go: name for name, go in _GO_NAMES.items()},
+    **{f".{go}": name for name, go in _GO_NAMES.items()},
+}
 
-_ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.DOTALL)
-_TOKEN = re.compile(r"""\s*(?:(\.?[A-Za-z_]\w*)|"([^"]*)"|'([^']*)'|(\d{1,3})|([|(),]))""")
+_SPACE = re.compile(r"\s*")
+_COMMENT_CLOSE = re.compile(r"\*/\s*(-?)\}\}")
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<end>-?\}\})|(?P<name>\.?[A-Za-z_][A-Za-z0-9_]*)"""
+    r"""|(?P<string>"[^"]*"|'[^']*')|(?P<number>[0-9]+)|(?P<punct>[|(),]))"""
+)
 
 Filter = Callable[[str], str]
 
 
-def _limit(n: int) -> Filter:
-    if not 1 <= n <= MAX_NAME_LENGTH:
-        raise NameTemplateError(f"limit takes 1 to {MAX_NAME_LENGTH} characters, not {n}")
-    return lambda value: value[:n]
+class _FilterSpec(NamedTuple):
+    signature: str  # one letter per argument: s for a string, n for a number
+    takes: str
+    make: Callable[..., Filter]
 
 
-# name → (argument types, the filter made from the arguments)
-_FILTERS: dict[str, tuple[tuple[type, ...], Callable[..., Filter]]] = {
-    "lower": ((), lambda: str.lower),
-    "upper": ((), lambda: str.upper),
-    "trim": ((), lambda: str.strip),
-    "replace": ((str, str), lambda old, new: lambda value: value.replace(old, new)),
-    "default": ((str,), lambda text: lambda value: value or text),
-    "limit": ((int,), _limit),
+_FILTERS = {
+    "lower": _FilterSpec("", "no arguments", lambda: str.lower),
+    "upper": _FilterSpec("", "no arguments", lambda: str.upper),
+    "trim": _FilterSpec("", "no arguments", lambda: str.strip),
+    "replace": _FilterSpec(
+        "ss", "two strings", lambda old, new: lambda value: value.replace(old, new)
+    ),
+    "default": _FilterSpec("s", "one string", lambda text: lambda value: value or text),
+    "limit": _FilterSpec("n", "one number", lambda n: lambda value: value[:n]),
 }
 
 
@@ -73,73 +92,98 @@ class NameTemplateError(ValueError):
     """The template does not parse (or, at the API, renders an unusable name)."""
 
 
+class _Token(NamedTuple):
+    kind: str  # name, string, number, or the punctuation itself: | ( ) , }}
+    text: str
+    at: int  # 1-based, in the whole template
+
+
 class _Action(NamedTuple):
     field: str
     filters: tuple[Filter, ...]
 
 
-def _tokens(source: str, offset: int) -> list[tuple[str, Any, int]]:
-    """(kind, value, position) of each token of an action's inside."""
-    tokens, at = [], 0
-    while at < len(source):
-        if source[at:].isspace():
-            break
-        match = _TOKEN.match(source, at)
-        if match is None:
-            where = at + offset + len(source[at:]) - len(source[at:].lstrip())
-            shown = source[at:].lstrip()[:1]
-            raise NameTemplateError(f"unexpected {shown!r} at character {where + 1}")
-        name, double, single, number, punct = match.groups()
-        # 1-based, in the whole template, where the token starts.
-        position = offset + match.end() - len(match[0].lstrip()) + 1
-        if name is not None:
-            tokens.append(("name", name, position))
-        elif number is not None:
-            tokens.append(("value", int(number), position))
-        elif punct is not None:
-            tokens.append((punct, punct, position))
+def _unexpected(token: _Token) -> NameTemplateError:
+    return NameTemplateError(f"unexpected {token.text!r} at character {token.at}")
+
+
+def _tokens(source: str, at: int, start: int) -> tuple[list[_Token], int, bool]:
+    """The tokens of the action opened at `start`, up to and with its }}; where the action
+    ends, and whether it ends with -}}."""
+    tokens: list[_Token] = []
+    while token := _TOKEN.match(source, at):
+        kind = str(token.lastgroup)  # every alternative is a named group
+        text = token[kind]
+        tokens.append(_Token(text if kind in ("end", "punct") else kind, text,
+                             token.start(kind) + 1))
+        at = token.end()
+        if kind == "end":
+            return tokens, at, text.startswith("-")
+    at = _SPACE.match(source, at).end()
+    if at == len(source):
+        raise NameTemplateError(f"the {{{{ at character {start + 1} is not closed with }}}}")
+    if source[at] in "'\"":
+        raise NameTemplateError(f"the string at character {at + 1} is not closed")
+    raise NameTemplateError(f"unexpected {source[at]!r} at character {at + 1}")
+
+
+def _filter(name: _Token, args: list[_Token]) -> Filter:
+    spec = _FILTERS.get(name.text)
+    if spec is None:
+        raise NameTemplateError(f"unknown filter {name.text!r} at character {name.at}")
+    if "".join(arg.kind[0] for arg in args) != spec.signature:
+        raise NameTemplateError(f"{name.text} at character {name.at} takes {spec.takes}")
+    values: list[str | int] = []
+    for arg in args:
+        if arg.kind == "string":
+            values.append(arg.text[1:-1])
+        elif len(arg.text) <= 3 and 1 <= int(arg.text) <= MAX_NAME_LENGTH:
+            values.append(int(arg.text))
         else:
-            tokens.append(("value", double if double is not None else single, position))
-        at = match.end()
-    return tokens
+            raise NameTemplateError(
+                f"{arg.text} at character {arg.at} is not a number from 1 to {MAX_NAME_LENGTH}"
+            )
+    return spec.make(*values)
 
 
-def _parse_action(inside: str, offset: int) -> _Action | None:
-    if inside.strip().startswith("/*") and inside.strip().endswith("*/"):
-        return None
-    tokens = _tokens(inside, offset)
-    if not tokens or tokens[0][0] != "name":
-        where = tokens[0][2] if tokens else offset
-        raise NameTemplateError(f"an action must start with a field name (character {where})")
-    field = tokens[0][1]
-    if field.removeprefix(".") not in _NAMES or (
-        field.startswith(".") and field[1:] not in _GO_NAMES.values()
-    ):
-        raise NameTemplateError(f"unknown name {field.removeprefix('.')!r}")
-    filters, rest = [], tokens[1:]
-    while rest:
-        if rest[0][0] != "|" or len(rest) < 2 or rest[1][0] != "name":
-            raise NameTemplateError(f"expected | and a filter at character {rest[0][2]}")
-        name, rest = rest[1][1], rest[2:]
-        if name not in _FILTERS:
-            raise NameTemplateError(f"unknown filter {name!r}")
-        args: list[Any] = []
-        if rest and rest[0][0] == "(":
-            rest = rest[1:]
-            while rest and rest[0][0] == "value":
-                args.append(rest[0][1])
-                rest = rest[1:]
-                if rest and rest[0][0] == ",":
-                    rest = rest[1:]
-            if not rest or rest[0][0] != ")":
-                raise NameTemplateError(f"{name}(...) takes only strings or numbers, then )")
-            rest = rest[1:]
-        types, make = _FILTERS[name]
-        if tuple(map(type, args)) != types:
-            wanted = ", ".join(t.__name__ for t in types) or "no arguments"
-            raise NameTemplateError(f"{name} takes {wanted}")
-        filters.append(make(*args))
-    return _Action(_NAMES[field.removeprefix(".")], tuple(filters))
+def _action(tokens: list[_Token]) -> _Action:
+    """field ( "|" filter [ "(" [ arg { "," arg } ] ")" ] )* "}}", read without recursion;
+    the last token is the }} so every step can look one ahead."""
+    if tokens[0].kind != "name":
+        raise _unexpected(tokens[0])
+    field = _FIELDS.get(tokens[0].text)
+    if field is None:
+        raise NameTemplateError(f"unknown name {tokens[0].text!r} at character {tokens[0].at}")
+    filters, i = [], 1
+    while tokens[i].kind == "|":
+        name, args, i = tokens[i + 1], [], i + 2
+        if name.kind != "name":
+            raise _unexpected(name)
+        if tokens[i].kind == "(":
+            i += 1
+            while tokens[i].kind != ")":
+                if args and tokens[i].kind == ",":
+                    i += 1
+                elif args:
+                    raise _unexpected(tokens[i])
+                if tokens[i].kind not in ("string", "number"):
+                    raise _unexpected(tokens[i])
+                args.append(tokens[i])
+                i += 1
+            i += 1
+        filters.append(_filter(name, args))
+    if tokens[i].kind not in ("}}", "-}}"):
+        raise _unexpected(tokens[i])
+    return _Action(field, tuple(filters))
+
+
+def _text(source: str, start: int, end: int) -> str:
+    for opening, what in (("{%", "{% %} statements"), ("{#", "{# #} comments")):
+        if (found := source.find(opening, start, end)) != -1:
+            raise NameTemplateError(
+                f"{what} are not allowed in a name template (character {found + 1})"
+            )
+    return source[start:end]
 
 
 @functools.lru_cache(maxsize=256)
@@ -147,60 +191,63 @@ def _parse(source: str) -> tuple[str | _Action, ...]:
     if len(source) > MAX_TEMPLATE_LENGTH:
         raise NameTemplateError(f"longer than {MAX_TEMPLATE_LENGTH} characters")
     parts: list[str | _Action] = []
-    at, trim_next = 0, False
-    for match in _ACTION.finditer(source):
-        text = source[at:match.start()]
-        if trim_next:
-            text = text.lstrip()
-        if match[1]:
-            text = text.rstrip()
-        parts.append(_checked_text(text))
-        if (action := _parse_action(match[2], match.start(2))) is not None:
-            parts.append(action)
-        at, trim_next = match.end(), bool(match[3])
-    tail = source[at:]
-    parts.append(_checked_text(tail.lstrip() if trim_next else tail))
+    at, trim = 0, False  # trim: the last action ended with -}}
+    while (start := source.find("{{", at)) != -1:
+        text = _text(source, at, start)
+        text = text.lstrip() if trim else text
+        inside = start + 2
+        if source.startswith("-", inside):
+            text, inside = text.rstrip(), inside + 1
+        parts.append(text)
+        inside = _SPACE.match(source, inside).end()
+        if source.startswith("/*", inside):
+            close = _COMMENT_CLOSE.search(source, inside + 2)
+            if close is None:
+                raise NameTemplateError(
+                    f"the comment at character {inside + 1} is not closed with */}}}}"
+                )
+            at, trim = close.end(), bool(close[1])
+        else:
+            tokens, at, trim = _tokens(source, inside, start)
+            parts.append(_action(tokens))
+    tail = _text(source, at, len(source))
+    parts.append(tail.lstrip() if trim else tail)
     return tuple(part for part in parts if part != "")
 
 
-def _checked_text(text: str) -> str:
-    if "{{" in text:
-        raise NameTemplateError("an action {{ is not closed with }}")
-    if "{%" in text or "{#" in text:
-        raise NameTemplateError("{% %} statements and {# #} comments are not allowed here")
-    return text
-
-
-def name_context(build: Mapping[str, Any], instance_id: str) -> dict[str, str]:
+def name_context(build: Mapping[str, Any], instance_id: str) -> dict[str, Any]:
     """The values a template may use, from a build's fields and the launched instance id."""
-    context = {name: str(build.get(name, "") or "") for name in _GO_NAMES}
+    context = {name: build.get(name, "") for name in _GO_NAMES}
     context["instance_id"] = instance_id
     context["instance_id_without_prefix"] = instance_id.removeprefix("i-")
     return context
 
 
-def _unclipped(source: str, context: Mapping[str, str]) -> str:
+def _unclipped(source: str, context: Mapping[str, Any]) -> str:
     pieces = []
     for part in _parse(source):
         if isinstance(part, str):
             pieces.append(part)
             continue
-        value = context.get(part.field, "")
+        value = str(context.get(part.field, ""))[:_VALUE_LIMIT]
         for apply in part.filters:
-            value = apply(value)
+            value = apply(value)[:_VALUE_LIMIT]
         pieces.append(value)
     return "".join(pieces)
 
 
-def render_name(source: str, context: Mapping[str, str]) -> str:
-    """The name, at most MAX_NAME_LENGTH characters; raises NameTemplateError only when
-    the template does not parse."""
+def render_name(source: str, context: Mapping[str, Any]) -> str:
+    """The instance's name, clipped to MAX_NAME_LENGTH characters (an EC2 tag value's
+    limit). Raises NameTemplateError only when the template does not parse: rendering a
+    parsed template cannot fail."""
     return _unclipped(source, context)[:MAX_NAME_LENGTH]
 
 
 def check_name_template(source: str, build: Mapping[str, Any]) -> None:
-    """Raise NameTemplateError unless the template parses and names this build's instance
-    (with the longest instance id) with a non-empty name that fits a tag unclipped."""
+    """What the API runs: raise NameTemplateError unless the template parses, and names
+    this build's instance (with the longest instance id) with a non-empty name that fits
+    a tag without clipping. Since rendering cannot fail, an accepted template renders for
+    every instance id."""
     name = _unclipped(source, name_context(build, SAMPLE_INSTANCE_ID))
     if not name.strip():
         raise NameTemplateError("renders an empty name")

@@ -14,7 +14,14 @@ from pudding.config import WebConfig
 from pudding.jobs.names import INSTANCE_BUILD_JOB
 from pudding.sidekiq import ids
 from pudding.slack import BackgroundNotifier
-from pudding.store.builds import DEFAULT_ROLE, FINISHED, Build, BuildStore, UnknownBuild
+from pudding.store.builds import (
+    DEFAULT_ROLE,
+    FINISHED,
+    PENDING,
+    Build,
+    BuildStore,
+    UnknownBuild,
+)
 from pudding.store.init_scripts import CorruptInitScript, InitScripts
 from pudding.templates import DEFAULT_NAME_TEMPLATE, NameTemplateError, check_name_template
 from pudding.web.errors import ValidationFailed, render
@@ -124,7 +131,13 @@ def build_from_request(
     template = value["name_template"] or DEFAULT_NAME_TEMPLATE
     try:
         if template != DEFAULT_NAME_TEMPLATE:
-            check_name_template(template, {**value, "count": count})
+            # The fields as the build will have them; a new id has the same length as
+            # any other, and the client's state, instance id and href are not kept.
+            check_name_template(template, {
+                **value, "count": count, "role": value["role"] or DEFAULT_ROLE,
+                "id": value["id"] or str(uuid.UUID(int=0)), "state": PENDING,
+                "instance_id": "", "href": "", "slack_channel": channel,
+            })
     except NameTemplateError as error:
         errors.append(f"name_template is invalid: {error}")
     if errors:

@@ -187,18 +187,6 @@ def test_slack_down_or_unconfigured_never_fails_a_build(services, ec2_client, im
     assert len(build_instances(ec2_client, build.id)) == 1
 
 
-def test_a_stored_template_that_no_longer_parses_gives_the_default_name(
-    services, ec2_client, images
-):
-    # Accepted by the Jinja-based API of earlier versions; the build still starts.
-    build = new_build(services, name_template="{% for i in range(2) %}{{ site }}{% endfor %}")
-    InstanceBuilder(services).run(build.id)
-    assert services.builds.get(build.id).state == STARTED
-    [instance] = build_instances(ec2_client, build.id)
-    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
-    assert tags["Name"] == "travis-org-staging-docker-" + instance["InstanceId"][2:]
-
-
 def test_a_build_is_named_by_its_template(services, ec2_client, images):
     build = new_build(services, name_template="{{ queue | upper }}-{{ .InstanceIDWithoutPrefix }}")
     InstanceBuilder(services).run(build.id)

@@ -101,11 +101,12 @@ def test_the_original_example_gives_all_seven_errors(client, r):
     ({"queue": "docker builds"}, 'queue must be 1 to 64 letters, digits, ".", "_" or "-"'),
     ({"role": "a/b"}, 'role must be 1 to 64 letters, digits, ".", "_" or "-"'),
     ({"slack_channel": "#" + "x" * 80}, "slack_channel must be at most 80 characters"),
-    ({"name_template": "{{ .Nope }}"}, "name_template is invalid: unknown name 'Nope'"),
-    ({"name_template": "{{ site "}, "name_template is invalid: an action {{ is not closed "
-                                    "with }}"),
-    ({"name_template": "{{ site.__class__ }}"}, "name_template is invalid: expected | and a "
-                                                "filter at character 8"),
+    ({"name_template": "{{ .Nope }}"}, "name_template is invalid: unknown name '.Nope' at "
+                                       "character 4"),
+    ({"name_template": "{{ site "}, "name_template is invalid: the {{ at character 1 is not "
+                                    "closed with }}"),
+    ({"name_template": "{{ site.__class__ }}"}, "name_template is invalid: unexpected "
+                                                "'.__class__' at character 8"),
     ({"name_template": "{{ ami }}"}, "name_template is invalid: renders an empty name"),
 ])
 def test_each_validation_message(client, change, message):

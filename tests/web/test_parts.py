@@ -201,22 +201,22 @@ def test_name_templates():
     }
     for source, name in cases.items():
         assert render_name(source, context) == name, source
-    assert render_name(("{{ site | replace('o', '" + "x" * 120 + "') }}") * 3, context) == (
-        ("x" * 120 + "rg") * 3)[:256]
-    for bad, reason in [("{{ nope }}", "unknown name 'nope'"),
-                        ("{{ .site }}", "unknown name 'site'"),
-                        ("{{ 'x' }}", "must start with a field name"),
-                        ("{{ site * 300 }}", "unexpected '*'"),
-                        ("{{ site | center(9) }}", "unknown filter 'center'"),
-                        ("{{ site | limit(0) }}", "limit takes 1 to 256"),
-                        ("{{ site | limit('a') }}", "limit takes int"),
-                        ("{{ site | replace('a') }}", "replace takes str, str"),
-                        ("{% for i in range(9) %}{% endfor %}", "statements"),
-                        ("{{ site", "not closed"),
+    wide = "{{ site | replace('o', '" + "x" * 120 + "') }}"
+    assert render_name(wide * 3, context) == (("x" * 120 + "rg") * 3)[:256]
+    for bad, reason in [("{{ nope }}", "unknown name 'nope' at character 4"),
+                        ("{{ .site }}", "unknown name '.site'"),
+                        ("{{ 'x' }}", "unexpected \"'x'\" at character 4"),
+                        ("{{ site * 300 }}", "unexpected '\\*' at character 9"),
+                        ("{{ site | center(9) }}", "unknown filter 'center' at character 11"),
+                        ("{{ site | limit(0) }}", "0 at character 17 is not a number from 1"),
+                        ("{{ site | limit('a') }}", "limit at character 11 takes one number"),
+                        ("{{ site | replace('a') }}", "replace at character 11 takes two strings"),
+                        ("{{ site | replace('a', 'b',) }}", "unexpected '\\)' at character 28"),
+                        ("{% for i in range(9) %}{% endfor %}", "statements are not allowed"),
+                        ("{{ site", "the {{ at character 1 is not closed"),
                         ("x" * 600, "longer than 512 characters"),
                         ("{{ ami }}", "renders an empty name"),
-                        (("{{ site | replace('o', '" + "x" * 200 + "') }}") * 2,
-                         "longer than 256 characters")]:
+                        (wide * 3, "longer than 256 characters")]:
         with pytest.raises(NameTemplateError, match=reason):
             check_name_template(bad, fields)
 
