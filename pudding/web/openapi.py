@@ -9,6 +9,7 @@ from pudding.web.builds import MAX_LIST
 from pudding.web.fields import AMI, INSTANCE_ID, INSTANCE_TYPE, SLACK_CHANNEL, WORD
 
 _CHANNEL = {"type": "string", "pattern": f"^({SLACK_CHANNEL})?$"}
+_INSTANCE_ID = {"type": "string", "pattern": f"^{INSTANCE_ID}$"}
 
 JSONAPI = "application/vnd.api+json"
 _STRING = {"type": "string"}
@@ -145,14 +146,13 @@ def openapi_document(config: WebConfig) -> dict[str, Any]:
                     auth="build",
                     parameters=[_query("state", "`finished`, or anything (a no-op)"),
                                 _query("instance-id", "the instance that finished",
-                                       {"type": "string", "pattern": f"^{INSTANCE_ID}$"}),
+                                       _INSTANCE_ID),
                                 _query("slack-channel", "where to report it", _CHANNEL)],
                     requestBody={"required": False, "content": {
                         "application/x-www-form-urlencoded": {"schema": {
                             "type": "object", "properties": {
                                 "state": _STRING,
-                                "instance-id": {"type": "string",
-                                                "pattern": f"^{INSTANCE_ID}$"},
+                                "instance-id": _INSTANCE_ID,
                                 "slack-channel": _CHANNEL}}}}},
                 ),
             },
