@@ -46,6 +46,10 @@ class Launcher:
         self.identity = f"{config.hostname}:{os.getpid()}:{secrets.token_hex(6)}"
         self.quieted = threading.Event()
         self.stopped = threading.Event()
+        # Held by a beat and by the last flush: a beat that took the counts writes them
+        # before the stop's flush, and no beat follows it (it would re-register us).
+        self._beat_lock = threading.Lock()
+        self._beating = True
         self.died: str | None = None
         self.signals: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.tracker = ExecutionTracker()
@@ -191,12 +195,14 @@ class Launcher:
             if processor.tid not in abandoned and thread.is_alive():
                 thread.join(max(grace - time.monotonic(), 0))
         self.fetch.requeue_buffered()
-        try:
-            self.fetch.settle()
-            self.heartbeat.clear()
-            self.fetch.unregister()
-        except Exception:
-            log.exception("could not unregister cleanly; in-flight jobs will be recovered")
+        with self._beat_lock:
+            self._beating = False
+            try:
+                self.fetch.settle()
+                self.heartbeat.clear()
+                self.fetch.unregister()
+            except Exception:
+                log.exception("could not unregister cleanly; in-flight jobs will be recovered")
         self.stopped.set()
         log.info("bye", identity=self.identity)
 
@@ -211,7 +217,10 @@ class Launcher:
         failures = Backoff(log, "heartbeat")
         while not self.stopped.wait(self.config.heartbeat_interval):
             try:
-                signal = self.heartbeat.beat()
+                with self._beat_lock:
+                    if not self._beating:
+                        continue
+                    signal = self.heartbeat.beat()
                 if signal:
                     log.info("received a signal from Redis", signal=signal)
                     self.signal(signal)
